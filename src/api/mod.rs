@@ -1,0 +1,119 @@
+//! HTTP: `/health` (the process answers), `/ready` (broker connected and every sink writable),
+//! `/metrics` (Prometheus text rendered from the `metrics` recorder).
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Serialize;
+
+use crate::ingest::mqtt::SessionHandle;
+use crate::sink::SinkProgress;
+
+/// What the routes read.
+#[derive(Clone)]
+pub struct ApiState {
+    pub prom: PrometheusHandle,
+    pub sessions: Vec<SessionHandle>,
+    pub sinks: Vec<Arc<SinkProgress>>,
+}
+
+#[derive(Serialize)]
+struct Readiness {
+    ready: bool,
+    broker_connected: bool,
+    sinks: Vec<SinkState>,
+}
+
+#[derive(Serialize)]
+struct SinkState {
+    name: &'static str,
+    writable: bool,
+    last_error: Option<String>,
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/health", get(|| async { "ok\n" }))
+        .route("/ready", get(ready))
+        .route("/metrics", get(render_metrics))
+        .with_state(state)
+}
+
+async fn ready(State(s): State<ApiState>) -> impl IntoResponse {
+    let broker_connected = s
+        .sessions
+        .iter()
+        .all(|x| x.connected.load(Ordering::Acquire));
+    let sinks: Vec<SinkState> = s
+        .sinks
+        .iter()
+        .map(|p| SinkState {
+            name: p.name,
+            writable: p.healthy.load(Ordering::Relaxed),
+            last_error: p.last_error.lock().ok().and_then(|e| e.clone()),
+        })
+        .collect();
+    let ready = broker_connected && sinks.iter().all(|x| x.writable);
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(Readiness {
+            ready,
+            broker_connected,
+            sinks,
+        }),
+    )
+}
+
+async fn render_metrics(State(s): State<ApiState>) -> impl IntoResponse {
+    let connected = s
+        .sessions
+        .iter()
+        .filter(|x| x.connected.load(Ordering::Acquire))
+        .count();
+    metrics::gauge!("qala_mqtt_connected").set(connected as f64);
+    for p in &s.sinks {
+        let v = if p.healthy.load(Ordering::Relaxed) {
+            1.0
+        } else {
+            0.0
+        };
+        metrics::gauge!("qala_sink_healthy", "sink" => p.name).set(v);
+    }
+    s.prom.run_upkeep();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.prom.render(),
+    )
+}
+
+/// Binds `addr` (port 0 picks a free one) and serves until `shutdown` resolves.
+pub async fn serve(
+    addr: SocketAddr,
+    state: ApiState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let app = router(state);
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    });
+    Ok((bound, task))
+}

@@ -1,0 +1,792 @@
+//! Configuration: built-in defaults < TOML file (`--config`, default `config/default.toml`) <
+//! environment (`QALA__SECTION__KEY`). Loading refuses unknown keys, missing required values and
+//! bad values, naming the key. Secrets may come from a file (`*_file`) and are masked when shown.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::normalize::{MissingTimestamp, Policy};
+
+/// The default config file, relative to the working directory.
+pub const DEFAULT_PATH: &str = "config/default.toml";
+
+/// A config problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config key `{key}`: {message}")]
+    Key { key: String, message: String },
+    #[error("config: {0}")]
+    Load(String),
+}
+
+fn key_err(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Key {
+        key: key.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// Everything Qala reads from config.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub mqtt: MqttSettings,
+    pub broker: BrokerSettings,
+    pub sqlite: SqliteSettings,
+    pub influxdb: InfluxSettings,
+    pub http: HttpSettings,
+    pub validation: ValidationSettings,
+    pub pipeline: PipelineSettings,
+}
+
+/// `[mqtt]`: the broker Qala subscribes to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttSettings {
+    /// `mqtt://host:port` or `mqtts://host:port` (TLS with rustls).
+    pub url: String,
+    /// Stable client id: the broker keeps the persistent session under it.
+    pub client_id: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// Subscription filters (`+`, `#`, `$share/<group>/...`).
+    pub topics: Vec<String>,
+    /// 0 or 1. QoS 1 with manual acks is the delivery guarantee; 0 gives it up.
+    pub qos: u8,
+    #[serde(with = "human_duration")]
+    pub keep_alive: Duration,
+    /// Largest payload accepted, bytes; larger ones are dead-lettered (`too_large`).
+    pub max_packet_size: usize,
+    /// PEM file of CA certificates for `mqtts://` (default: the system's roots).
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate and key for mutual TLS.
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+    /// Upper bound of unacknowledged QoS-1 messages the broker may hand Qala at once (its
+    /// window: Mosquitto `max_inflight_messages`, EMQX `max_inflight`). Must be ≥ the broker's.
+    pub inflight_window: usize,
+    /// Longest wait between reconnect attempts (backoff doubles up to it, with jitter).
+    #[serde(with = "human_duration")]
+    pub reconnect_max_delay: Duration,
+}
+
+impl Default for MqttSettings {
+    fn default() -> Self {
+        MqttSettings {
+            url: "mqtt://127.0.0.1:1883".into(),
+            client_id: "qala-gateway".into(),
+            username: None,
+            password: None,
+            password_file: None,
+            topics: vec!["city/#".into()],
+            qos: 1,
+            keep_alive: Duration::from_secs(30),
+            max_packet_size: 1 << 20,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+            inflight_window: 1024,
+            reconnect_max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[broker]`: the embedded rumqttd broker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerSettings {
+    pub embedded: bool,
+    pub listen: String,
+    /// Unacked QoS-1 messages per connection the embedded broker allows.
+    pub max_inflight: usize,
+}
+
+impl Default for BrokerSettings {
+    fn default() -> Self {
+        BrokerSettings {
+            embedded: false,
+            listen: "127.0.0.1:1883".into(),
+            max_inflight: 100,
+        }
+    }
+}
+
+/// How hard SQLite syncs each commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SqliteSync {
+    /// fsync the WAL at every commit: an acked message survives power loss.
+    Full,
+    /// fsync at checkpoints only: survives a crash of Qala, not of the machine.
+    Normal,
+}
+
+/// `[sqlite]`: the embedded store. Dead letters always go to `path`; readings when `enabled`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqliteSettings {
+    pub enabled: bool,
+    pub path: PathBuf,
+    pub synchronous: SqliteSync,
+    /// Most readings written in one transaction.
+    pub batch_size: usize,
+}
+
+impl Default for SqliteSettings {
+    fn default() -> Self {
+        SqliteSettings {
+            enabled: true,
+            path: PathBuf::from("./data/qala.sqlite"),
+            synchronous: SqliteSync::Full,
+            batch_size: 10_000,
+        }
+    }
+}
+
+/// `[influxdb]`: an InfluxDB v2 write API (InfluxDB 2/3, Cloud, VictoriaMetrics, ...).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InfluxSettings {
+    pub enabled: bool,
+    pub url: String,
+    pub org: String,
+    pub bucket: String,
+    pub token: Option<String>,
+    pub token_file: Option<PathBuf>,
+    /// Most points in one write.
+    pub batch_size: usize,
+    /// Longest a reading waits for a batch to fill before it is written (0: write as soon as
+    /// the pipeline has nothing more to give). Acks wait for the write, so keep it short.
+    #[serde(with = "human_duration")]
+    pub flush_interval: Duration,
+    /// Per-request timeout.
+    #[serde(with = "human_duration")]
+    pub timeout: Duration,
+}
+
+impl Default for InfluxSettings {
+    fn default() -> Self {
+        InfluxSettings {
+            enabled: false,
+            url: String::new(),
+            org: String::new(),
+            bucket: String::new(),
+            token: None,
+            token_file: None,
+            batch_size: 5_000,
+            flush_interval: Duration::ZERO,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `[http]`: health, readiness and metrics.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    pub listen: String,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            listen: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+/// `[validation]`: the timestamp policy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ValidationSettings {
+    #[serde(with = "human_duration")]
+    pub max_future_skew: Duration,
+    #[serde(with = "human_duration")]
+    pub max_age: Duration,
+    pub missing_timestamp: MissingTimestamp,
+}
+
+impl Default for ValidationSettings {
+    fn default() -> Self {
+        ValidationSettings {
+            max_future_skew: Duration::from_secs(300),
+            max_age: Duration::from_secs(3650 * 86_400),
+            missing_timestamp: MissingTimestamp::Reject,
+        }
+    }
+}
+
+/// `[pipeline]`: batching between ingest and the sinks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineSettings {
+    /// Most messages in one pipeline batch.
+    pub batch_size: usize,
+    /// Messages buffered between ingest and the batcher (bounded: backpressure beyond it).
+    pub queue: usize,
+    /// On SIGINT/SIGTERM, how long the sinks may take to flush what was received.
+    #[serde(with = "human_duration")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for PipelineSettings {
+    fn default() -> Self {
+        PipelineSettings {
+            batch_size: 1_000,
+            queue: 4_096,
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Durations as humantime text (`"250ms"`, `"30s"`, `"10d"`).
+pub mod human_duration {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(text.trim()).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not a duration ({e}); write it with its unit, e.g. \"250ms\", \"30s\", \"7d\""
+            ))
+        })
+    }
+}
+
+impl Settings {
+    /// Loads and validates: defaults < file < environment. `path` None means the default file
+    /// if it exists.
+    pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
+        let env = std::env::vars().filter(|(k, _)| k.starts_with("QALA__"));
+        Self::load_from(path, env.collect())
+    }
+
+    /// As [`Settings::load`], with the environment given (for tests).
+    pub fn load_from(
+        path: Option<&Path>,
+        env: Vec<(String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        let mut builder = config::Config::builder();
+        match path {
+            Some(p) => {
+                if !p.exists() {
+                    return Err(ConfigError::Load(format!(
+                        "config file {} does not exist",
+                        p.display()
+                    )));
+                }
+                builder = builder.add_source(
+                    config::File::from(p)
+                        .format(config::FileFormat::Toml)
+                        .required(true),
+                );
+            }
+            None => {
+                builder = builder.add_source(
+                    config::File::with_name(DEFAULT_PATH)
+                        .format(config::FileFormat::Toml)
+                        .required(false),
+                );
+            }
+        }
+        let env_map: config::Map<String, String> = env.into_iter().collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("QALA")
+                .prefix_separator("__")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("mqtt.topics")
+                .try_parsing(true)
+                .source(Some(env_map)),
+        );
+        let cfg = builder
+            .build()
+            .map_err(|e| ConfigError::Load(e.to_string()))?;
+        check_known_keys(&cfg)?;
+        let mut settings: Settings = cfg.try_deserialize().map_err(map_config_error)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks values and resolves secret files. Idempotent.
+    pub fn validate(&mut self) -> Result<(), ConfigError> {
+        let m = &mut self.mqtt;
+        let url = mqtt_url(&m.url)?;
+        if m.client_id.trim().is_empty() {
+            return Err(key_err(
+                "mqtt.client_id",
+                "must not be empty: the broker keeps the session under it",
+            ));
+        }
+        if m.topics.is_empty() {
+            return Err(key_err(
+                "mqtt.topics",
+                "give at least one filter, e.g. [\"city/#\"]",
+            ));
+        }
+        for t in &m.topics {
+            check_filter(t).map_err(|why| key_err("mqtt.topics", format!("{t:?} {why}")))?;
+        }
+        if m.qos > 1 {
+            return Err(key_err(
+                "mqtt.qos",
+                format!(
+                    "{} is not supported: use 1 (at-least-once with idempotent writes) or 0",
+                    m.qos
+                ),
+            ));
+        }
+        if !m.keep_alive.is_zero() && m.keep_alive < Duration::from_secs(5) {
+            return Err(key_err("mqtt.keep_alive", "must be 0 (off) or at least 5s"));
+        }
+        if !(1024..=268_435_455).contains(&m.max_packet_size) {
+            return Err(key_err(
+                "mqtt.max_packet_size",
+                "must be between 1024 and 268435455 bytes",
+            ));
+        }
+        if m.inflight_window == 0 {
+            return Err(key_err("mqtt.inflight_window", "must be at least 1"));
+        }
+        if m.reconnect_max_delay < Duration::from_millis(100) {
+            return Err(key_err(
+                "mqtt.reconnect_max_delay",
+                "must be at least 100ms",
+            ));
+        }
+        resolve_secret(
+            &mut m.password,
+            &m.password_file,
+            "mqtt.password",
+            "mqtt.password_file",
+        )?;
+        if m.password.is_some() && m.username.is_none() {
+            return Err(key_err(
+                "mqtt.username",
+                "is required when a password is set",
+            ));
+        }
+        if m.client_cert_file.is_some() != m.client_key_file.is_some() {
+            return Err(key_err(
+                "mqtt.client_key_file",
+                "mqtt.client_cert_file and mqtt.client_key_file go together",
+            ));
+        }
+        for (key, f) in [
+            ("mqtt.ca_file", &m.ca_file),
+            ("mqtt.client_cert_file", &m.client_cert_file),
+            ("mqtt.client_key_file", &m.client_key_file),
+        ] {
+            if let Some(p) = f {
+                if !url.tls {
+                    return Err(key_err(key, "is set but mqtt.url is not mqtts://"));
+                }
+                if !p.is_file() {
+                    return Err(key_err(
+                        key,
+                        format!("{} is not a readable file", p.display()),
+                    ));
+                }
+            }
+        }
+
+        let broker_addr = parse_addr("broker.listen", &self.broker.listen)?;
+        if self.broker.embedded && (url.port != broker_addr.port() || url.tls) {
+            return Err(key_err(
+                "mqtt.url",
+                format!(
+                    "must be mqtt://127.0.0.1:{} when broker.embedded = true (broker.listen = {})",
+                    broker_addr.port(),
+                    self.broker.listen
+                ),
+            ));
+        }
+        if self.broker.max_inflight == 0 {
+            return Err(key_err("broker.max_inflight", "must be at least 1"));
+        }
+
+        if self.sqlite.path.as_os_str().is_empty() {
+            return Err(key_err(
+                "sqlite.path",
+                "must not be empty (dead letters are kept there)",
+            ));
+        }
+        if self.sqlite.batch_size == 0 {
+            return Err(key_err("sqlite.batch_size", "must be at least 1"));
+        }
+
+        let i = &mut self.influxdb;
+        if i.enabled {
+            let u = url::Url::parse(&i.url)
+                .map_err(|e| key_err("influxdb.url", format!("{:?} is not a URL ({e})", i.url)))?;
+            if !matches!(u.scheme(), "http" | "https") {
+                return Err(key_err(
+                    "influxdb.url",
+                    format!("{:?} must be http:// or https://", i.url),
+                ));
+            }
+            if i.org.is_empty() {
+                return Err(key_err(
+                    "influxdb.org",
+                    "is required when influxdb.enabled = true",
+                ));
+            }
+            if i.bucket.is_empty() {
+                return Err(key_err(
+                    "influxdb.bucket",
+                    "is required when influxdb.enabled = true",
+                ));
+            }
+            resolve_secret(
+                &mut i.token,
+                &i.token_file,
+                "influxdb.token",
+                "influxdb.token_file",
+            )?;
+            if i.token.is_none() {
+                return Err(key_err(
+                    "influxdb.token",
+                    "is required when influxdb.enabled = true (or set influxdb.token_file, or QALA__INFLUXDB__TOKEN)",
+                ));
+            }
+        }
+        if i.batch_size == 0 {
+            return Err(key_err("influxdb.batch_size", "must be at least 1"));
+        }
+        if i.timeout.is_zero() {
+            return Err(key_err("influxdb.timeout", "must be more than 0"));
+        }
+        if !self.sqlite.enabled && !self.influxdb.enabled {
+            return Err(key_err(
+                "sqlite.enabled",
+                "no sink would store readings: enable sqlite.enabled or influxdb.enabled",
+            ));
+        }
+
+        parse_addr("http.listen", &self.http.listen)?;
+
+        if self.pipeline.batch_size == 0 {
+            return Err(key_err("pipeline.batch_size", "must be at least 1"));
+        }
+        if self.pipeline.queue == 0 {
+            return Err(key_err("pipeline.queue", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The validation policy the normaliser applies.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            max_payload_bytes: self.mqtt.max_packet_size,
+            max_future_skew_ns: duration_ns(self.validation.max_future_skew),
+            max_age_ns: duration_ns(self.validation.max_age),
+            missing_timestamp: self.validation.missing_timestamp,
+        }
+    }
+
+    /// The effective config as TOML, secrets masked.
+    pub fn to_masked_toml(&self) -> String {
+        let mut s = self.clone();
+        let mask = |v: &mut Option<String>| {
+            if v.is_some() {
+                *v = Some("********".into());
+            }
+        };
+        mask(&mut s.mqtt.password);
+        mask(&mut s.influxdb.token);
+        toml::to_string_pretty(&s).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+fn duration_ns(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+/// A parsed `mqtt.url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttUrl {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+}
+
+/// Parses `mqtt://host:port` / `mqtts://host:port`.
+pub fn mqtt_url(text: &str) -> Result<MqttUrl, ConfigError> {
+    let u = url::Url::parse(text)
+        .map_err(|e| key_err("mqtt.url", format!("{text:?} is not a URL ({e})")))?;
+    let tls = match u.scheme() {
+        "mqtt" => false,
+        "mqtts" => true,
+        other => {
+            return Err(key_err(
+                "mqtt.url",
+                format!("scheme {other:?} is not supported (use mqtt:// or mqtts://)"),
+            ))
+        }
+    };
+    let host = u
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| key_err("mqtt.url", format!("{text:?} has no host")))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    if u.path() != "" && u.path() != "/" {
+        return Err(key_err(
+            "mqtt.url",
+            format!("{text:?}: a path is not allowed; put filters in mqtt.topics"),
+        ));
+    }
+    Ok(MqttUrl {
+        host,
+        port: u.port().unwrap_or(if tls { 8883 } else { 1883 }),
+        tls,
+    })
+}
+
+fn parse_addr(key: &str, text: &str) -> Result<SocketAddr, ConfigError> {
+    text.parse().map_err(|e| {
+        key_err(
+            key,
+            format!("{text:?} is not an address like 127.0.0.1:8080 ({e})"),
+        )
+    })
+}
+
+/// MQTT 3.1.1 §4.7: `#` last and alone in its level, `+` alone in its level.
+fn check_filter(filter: &str) -> Result<(), &'static str> {
+    if filter.is_empty() {
+        return Err("is empty");
+    }
+    let levels: Vec<&str> = filter.split('/').collect();
+    for (i, level) in levels.iter().enumerate() {
+        if level.contains('#') && (*level != "#" || i != levels.len() - 1) {
+            return Err("uses '#' other than as the whole last level");
+        }
+        if level.contains('+') && *level != "+" {
+            return Err("uses '+' other than as a whole level");
+        }
+    }
+    if let Some(rest) = filter.strip_prefix("$share/") {
+        match rest.split_once('/') {
+            Some((group, f)) if !group.is_empty() && !f.is_empty() => {}
+            _ => return Err("is not $share/<group>/<filter>"),
+        }
+    }
+    Ok(())
+}
+
+fn resolve_secret(
+    value: &mut Option<String>,
+    file: &Option<PathBuf>,
+    key: &str,
+    file_key: &str,
+) -> Result<(), ConfigError> {
+    match (value.as_ref(), file) {
+        (Some(_), Some(_)) => Err(key_err(
+            file_key,
+            format!("set only one of {key} and {file_key}"),
+        )),
+        (None, Some(p)) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| key_err(file_key, format!("cannot read {}: {e}", p.display())))?;
+            let secret = text.trim_end_matches(['\n', '\r']).to_owned();
+            if secret.is_empty() {
+                return Err(key_err(file_key, format!("{} is empty", p.display())));
+            }
+            *value = Some(secret);
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Refuses keys the schema does not have, naming the full path (serde's own message names only
+/// the field, not its section).
+fn check_known_keys(cfg: &config::Config) -> Result<(), ConfigError> {
+    let schema = serde_json::to_value(Settings::default())
+        .map_err(|e| ConfigError::Load(format!("schema: {e}")))?;
+    let given: config::Map<String, config::Value> = cfg
+        .clone()
+        .try_deserialize()
+        .map_err(|e| ConfigError::Load(e.to_string()))?;
+    for (section, value) in given {
+        let Some(section_schema) = schema.get(&section) else {
+            let known: BTreeSet<&str> = schema
+                .as_object()
+                .map(|o| o.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            return Err(key_err(
+                &section,
+                format!(
+                    "unknown section (known: {})",
+                    known.into_iter().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        };
+        let Ok(table) = value.clone().into_table() else {
+            return Err(key_err(&section, "must be a table ([section])"));
+        };
+        let known: BTreeSet<&str> = section_schema
+            .as_object()
+            .map(|o| o.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        for key in table.keys() {
+            if !known.contains(key.as_str()) {
+                return Err(key_err(
+                    &format!("{section}.{key}"),
+                    format!(
+                        "unknown key (known in [{section}]: {})",
+                        known.iter().copied().collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The config crate names the key in most of its errors; keep its words.
+fn map_config_error(e: config::ConfigError) -> ConfigError {
+    match &e {
+        config::ConfigError::At {
+            key: Some(key),
+            error,
+            ..
+        } => key_err(key, error.to_string()),
+        config::ConfigError::Type { key: Some(key), .. } => key_err(key, e.to_string()),
+        _ => ConfigError::Load(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn load_str(toml: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let mut f = tempfile::NamedTempFile::new().expect("temp file");
+        f.write_all(toml.as_bytes()).expect("write");
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::load_from(Some(f.path()), env)
+    }
+
+    fn err_of(toml: &str, env: &[(&str, &str)]) -> String {
+        load_str(toml, env)
+            .expect_err("must be refused")
+            .to_string()
+    }
+
+    #[test]
+    fn defaults_validate() {
+        let s = load_str("", &[]).expect("defaults are valid");
+        assert_eq!(s.mqtt.topics, vec!["city/#"]);
+        assert_eq!(s.mqtt.qos, 1);
+        assert!(s.sqlite.enabled);
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let s = load_str(
+            "[influxdb]\nenabled = true\nurl = \"http://db:8086\"\norg = \"o\"\nbucket = \"b\"\ntoken = \"from-file\"\n",
+            &[
+                ("QALA__INFLUXDB__URL", "http://other:8086"),
+                ("QALA__INFLUXDB__TOKEN", "from-env"),
+                ("QALA__MQTT__TOPICS", "city/#,tele/+/SENSOR"),
+                ("QALA__INFLUXDB__BATCH_SIZE", "250"),
+                ("QALA__INFLUXDB__FLUSH_INTERVAL", "50ms"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(s.influxdb.url, "http://other:8086");
+        assert_eq!(s.influxdb.token.as_deref(), Some("from-env"));
+        assert_eq!(s.influxdb.batch_size, 250);
+        assert_eq!(s.influxdb.flush_interval, Duration::from_millis(50));
+        assert_eq!(s.mqtt.topics, vec!["city/#", "tele/+/SENSOR"]);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_full_path() {
+        let e = err_of("[mqtt]\npasword = \"x\"\n", &[]);
+        assert!(
+            e.contains("`mqtt.pasword`") && e.contains("unknown key"),
+            "{e}"
+        );
+        let e = err_of("[mqqt]\nurl = \"x\"\n", &[]);
+        assert!(e.contains("`mqqt`") && e.contains("unknown section"), "{e}");
+        let e = err_of("", &[("QALA__HTTP__LISTNE", "127.0.0.1:1")]);
+        assert!(e.contains("`http.listne`"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let cases = [
+            ("[mqtt]\nqos = 2\n", "`mqtt.qos`"),
+            ("[mqtt]\nqos = \"high\"\n", "mqtt.qos"),
+            ("[mqtt]\nurl = \"http://x\"\n", "`mqtt.url`"),
+            ("[mqtt]\ntopics = [\"a/#/b\"]\n", "`mqtt.topics`"),
+            ("[mqtt]\nkeep_alive = \"2s\"\n", "`mqtt.keep_alive`"),
+            ("[mqtt]\nkeep_alive = \"soon\"\n", "mqtt.keep_alive"),
+            ("[http]\nlisten = \"localhost\"\n", "`http.listen`"),
+            ("[influxdb]\nenabled = true\nurl = \"http://x:8086\"\norg = \"o\"\nbucket = \"b\"\n", "`influxdb.token`"),
+            ("[influxdb]\nenabled = true\nurl = \"http://x:8086\"\nbucket = \"b\"\ntoken = \"t\"\n", "`influxdb.org`"),
+            ("[sqlite]\nenabled = false\n", "`sqlite.enabled`"),
+            ("[sqlite]\nsynchronous = \"sometimes\"\n", "sqlite.synchronous"),
+            ("[mqtt]\npassword = \"p\"\n", "`mqtt.username`"),
+            ("[broker]\nembedded = true\nlisten = \"127.0.0.1:1999\"\n", "`mqtt.url`"),
+        ];
+        for (toml, key) in cases {
+            let e = err_of(toml, &[]);
+            assert!(e.contains(key), "{toml:?}: {e:?} does not name {key}");
+        }
+    }
+
+    #[test]
+    fn secrets_come_from_files_and_are_masked() {
+        let mut f = tempfile::NamedTempFile::new().expect("temp");
+        writeln!(f, "s3cret").expect("write");
+        let toml = format!(
+            "[influxdb]\nenabled = true\nurl = \"http://x:8086\"\norg = \"o\"\nbucket = \"b\"\ntoken_file = {:?}\n",
+            f.path()
+        );
+        let s = load_str(&toml, &[]).expect("valid");
+        assert_eq!(s.influxdb.token.as_deref(), Some("s3cret"));
+        let shown = s.to_masked_toml();
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("token = \"********\""), "{shown}");
+        let e = err_of(&format!("{toml}token = \"t\"\n"), &[]);
+        assert!(
+            e.contains("set only one of influxdb.token and influxdb.token_file"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn missing_file_is_an_error() {
+        let e = Settings::load_from(Some(Path::new("/nonexistent/q.toml")), vec![])
+            .expect_err("missing");
+        assert!(e.to_string().contains("does not exist"), "{e}");
+    }
+
+    #[test]
+    fn filters_follow_mqtt_rules() {
+        for ok in ["city/#", "#", "city/+/+/air/+", "$share/qala/city/#"] {
+            assert_eq!(check_filter(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "a/#/b", "a/b#", "a/+b", "$share//x", "$share/g"] {
+            assert!(check_filter(bad).is_err(), "{bad}");
+        }
+    }
+}

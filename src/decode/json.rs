@@ -1,0 +1,338 @@
+//! The default JSON object: `{"ts": <RFC 3339 | epoch ms>, "<metric>": <number>, ...,
+//! "units": {"<metric>": "<unit>"}}`. Decoded with a borrowing visitor: no intermediate tree.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+
+use super::{json_rejection, RawPoint, RawTime, RawValue};
+use crate::model::{Reason, Rejection};
+
+/// Decodes one JSON object into one point.
+pub fn decode_object(payload: &[u8]) -> Result<RawPoint<'_>, Rejection> {
+    let obj: Object<'_> =
+        serde_json::from_slice(payload).map_err(|e| json_rejection(e, "JSON object"))?;
+    let time = match obj.ts {
+        None => RawTime::Absent,
+        Some(field) => RawTime::UnixNs(parse_ts(field)?),
+    };
+    let mut values = Vec::with_capacity(obj.fields.len());
+    for (name, field) in obj.fields {
+        let value = match field {
+            Field::Number(v) => v,
+            other => {
+                return Err(Rejection::new(
+                    Reason::BadValue,
+                    format!("{name} is {}, expected a number", other.describe()),
+                ))
+            }
+        };
+        if values.iter().any(|v: &RawValue<'_>| v.name == name) {
+            return Err(Rejection::new(
+                Reason::BadShape,
+                format!("{name} is given twice"),
+            ));
+        }
+        values.push(RawValue {
+            name,
+            unit: None,
+            value,
+        });
+    }
+    for (name, unit) in obj.units {
+        match values.iter_mut().find(|v| v.name == name) {
+            Some(v) => v.unit = Some(unit),
+            None => {
+                return Err(Rejection::new(
+                    Reason::BadShape,
+                    format!("units names {name}, which the object does not carry"),
+                ))
+            }
+        }
+    }
+    Ok(RawPoint { time, values })
+}
+
+/// `ts` as RFC 3339 or epoch milliseconds → ns since the epoch.
+fn parse_ts(field: Field<'_>) -> Result<i64, Rejection> {
+    match field {
+        Field::Number(ms) => epoch_ms_to_ns(ms),
+        Field::Text(s) => chrono::DateTime::parse_from_rfc3339(&s)
+            .map_err(|e| {
+                Rejection::new(
+                    Reason::BadTimestamp,
+                    format!("ts {s:?} is not RFC 3339 ({e})"),
+                )
+            })?
+            .timestamp_nanos_opt()
+            .ok_or_else(|| {
+                Rejection::new(Reason::BadTimestamp, format!("ts {s:?} is out of range"))
+            }),
+        other => Err(Rejection::new(
+            Reason::BadTimestamp,
+            format!(
+                "ts is {}, expected RFC 3339 text or epoch milliseconds",
+                other.describe()
+            ),
+        )),
+    }
+}
+
+/// Epoch milliseconds (integer or fractional) → ns, refusing what cannot be a time.
+pub fn epoch_ms_to_ns(ms: f64) -> Result<i64, Rejection> {
+    // i64 ns reach year 2262; refuse anything past that or before 1970.
+    if !ms.is_finite() || !(0.0..9.2e15).contains(&ms) {
+        return Err(Rejection::new(
+            Reason::BadTimestamp,
+            format!("ts {ms} is not a time in epoch milliseconds"),
+        ));
+    }
+    // Whole milliseconds are exact in f64 up to 2^53; only the fraction is rounded (to the ns).
+    let whole = ms.trunc();
+    Ok(whole as i64 * 1_000_000 + ((ms - whole) * 1.0e6).round() as i64)
+}
+
+/// A top-level value, as far as the decoder cares.
+enum Field<'a> {
+    Number(f64),
+    Text(Cow<'a, str>),
+    Bool,
+    Null,
+    Object,
+    Array,
+}
+
+impl Field<'_> {
+    fn describe(&self) -> String {
+        match self {
+            Field::Number(v) => format!("the number {v}"),
+            Field::Text(s) => format!("the text {s:?}"),
+            Field::Bool => "a boolean".into(),
+            Field::Null => "null".into(),
+            Field::Object => "an object".into(),
+            Field::Array => "an array".into(),
+        }
+    }
+}
+
+struct Object<'a> {
+    ts: Option<Field<'a>>,
+    units: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    fields: Vec<(Cow<'a, str>, Field<'a>)>,
+}
+
+impl<'de> Deserialize<'de> for Object<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Object<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object of metrics")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Object<'de>, A::Error> {
+                let mut obj = Object {
+                    ts: None,
+                    units: Vec::new(),
+                    fields: Vec::with_capacity(8),
+                };
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "ts" => {
+                            if obj.ts.is_some() {
+                                return Err(de::Error::custom("ts is given twice"));
+                            }
+                            obj.ts = Some(map.next_value()?);
+                        }
+                        "units" => {
+                            let units: Units<'de> = map.next_value()?;
+                            obj.units = units.0;
+                        }
+                        _ => {
+                            let f: Field<'de> = map.next_value()?;
+                            obj.fields.push((key, f));
+                        }
+                    }
+                }
+                Ok(obj)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+struct Units<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
+
+impl<'de> Deserialize<'de> for Units<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Units<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("units as an object of metric → unit text")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Units<'de>, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry::<Cow<'de, str>, Cow<'de, str>>()? {
+                    out.push((k, v));
+                }
+                Ok(Units(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Field<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Field<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Field<'de>, E> {
+                Ok(Field::Number(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Field<'de>, E> {
+                Ok(Field::Number(v as f64))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Field<'de>, E> {
+                Ok(Field::Number(v as f64))
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Field<'de>, E> {
+                Ok(Field::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Field<'de>, E> {
+                Ok(Field::Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Field<'de>, E> {
+                Ok(Field::Text(Cow::Owned(v)))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Field<'de>, E> {
+                Ok(Field::Bool)
+            }
+            fn visit_unit<E>(self) -> Result<Field<'de>, E> {
+                Ok(Field::Null)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Field<'de>, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Field::Object)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Field<'de>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Field::Array)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(p: &RawPoint<'_>) -> Vec<(String, Option<String>, f64)> {
+        p.values
+            .iter()
+            .map(|v| {
+                (
+                    v.name.to_string(),
+                    v.unit.as_ref().map(|u| u.to_string()),
+                    v.value,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn object_with_rfc3339_time_and_units() {
+        let p = decode_object(
+            br#"{"ts":"2026-01-15T08:00:00+05:00","pm2_5":0.0123,"pm10":20,"units":{"pm2_5":"mg/m3"}}"#,
+        )
+        .expect("decodes");
+        // 08:00 at UTC+5 is 03:00 UTC
+        assert_eq!(p.time, RawTime::UnixNs(1_768_446_000_000_000_000));
+        assert_eq!(
+            names(&p),
+            vec![
+                ("pm2_5".into(), Some("mg/m3".into()), 0.0123),
+                ("pm10".into(), None, 20.0)
+            ]
+        );
+    }
+
+    #[test]
+    fn object_with_epoch_ms() {
+        let p = decode_object(br#"{"volume": 12.5, "ts": 1700000000123}"#).expect("decodes");
+        assert_eq!(p.time, RawTime::UnixNs(1_700_000_000_123_000_000));
+        let p = decode_object(br#"{"volume": 1}"#).expect("decodes");
+        assert_eq!(p.time, RawTime::Absent);
+    }
+
+    #[test]
+    fn refusals_name_what_was_wrong() {
+        let cases: &[(&[u8], Reason, &str)] = &[
+            (
+                br#"{"pm2_5":"12"}"#,
+                Reason::BadValue,
+                "pm2_5 is the text \"12\", expected a number",
+            ),
+            (br#"{"pm2_5":null}"#, Reason::BadValue, "pm2_5 is null"),
+            (
+                br#"{"pm2_5":{"v":1}}"#,
+                Reason::BadValue,
+                "pm2_5 is an object",
+            ),
+            (
+                br#"{"ts":"yesterday","pm2_5":1}"#,
+                Reason::BadTimestamp,
+                "ts \"yesterday\" is not RFC 3339",
+            ),
+            (
+                br#"{"ts":true,"pm2_5":1}"#,
+                Reason::BadTimestamp,
+                "ts is a boolean",
+            ),
+            (
+                br#"{"ts":-5,"pm2_5":1}"#,
+                Reason::BadTimestamp,
+                "ts -5 is not a time",
+            ),
+            (
+                br#"{"pm2_5":1,"units":{"pm10":"ug/m3"}}"#,
+                Reason::BadShape,
+                "units names pm10",
+            ),
+            (
+                br#"{"pm2_5":1,"units":"ug/m3"}"#,
+                Reason::BadShape,
+                "units as an object",
+            ),
+            (
+                br#"{"pm2_5":1,"pm2_5":2}"#,
+                Reason::BadShape,
+                "pm2_5 is given twice",
+            ),
+            (br#"{"pm2_5":1"#, Reason::NotJson, "not valid JSON"),
+            (br#"{"pm2_5":NaN}"#, Reason::NotJson, "not valid JSON"),
+        ];
+        for (payload, reason, needle) in cases {
+            let e = decode_object(payload).expect_err(std::str::from_utf8(payload).unwrap_or("?"));
+            assert_eq!(e.reason, *reason, "{e}");
+            assert!(
+                e.message.contains(needle),
+                "{:?} lacks {needle:?}",
+                e.message
+            );
+        }
+    }
+
+    #[test]
+    fn huge_exponent_is_not_taken_as_a_number() {
+        // serde_json refuses numbers beyond f64; the message says so.
+        let e = decode_object(br#"{"pm2_5":1e999}"#).expect_err("out of range");
+        assert_eq!(e.reason, Reason::NotJson);
+    }
+}

@@ -1,0 +1,105 @@
+//! Decoders: payload bytes → raw points (names, values, units and times as the device gave them).
+//! Nothing here knows canonical metrics or ranges; that is `normalize`'s job.
+//!
+//! The default topic layout carries a JSON object or a SenML pack, told apart by the first byte.
+
+pub mod json;
+pub mod senml;
+
+use std::borrow::Cow;
+
+use crate::model::{Reason, Rejection};
+
+/// When a point was measured, as far as the payload says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawTime {
+    /// The payload gave no time.
+    Absent,
+    /// Nanoseconds since the Unix epoch, UTC.
+    UnixNs(i64),
+}
+
+/// One named value with the unit the device used (None: canonical).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawValue<'a> {
+    pub name: Cow<'a, str>,
+    pub unit: Option<Cow<'a, str>>,
+    pub value: f64,
+}
+
+/// The values a device reported for one instant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawPoint<'a> {
+    pub time: RawTime,
+    pub values: Vec<RawValue<'a>>,
+}
+
+/// Payload formats of the default layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    JsonObject,
+    SenmlJson,
+}
+
+/// Tells a JSON object from a SenML pack by the first non-blank byte.
+pub fn sniff(payload: &[u8]) -> Result<Format, Rejection> {
+    match payload.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => Err(Rejection::new(Reason::EmptyPayload, "the payload is empty")),
+        Some(b'{') => Ok(Format::JsonObject),
+        Some(b'[') => Ok(Format::SenmlJson),
+        Some(&b) => Err(Rejection::new(
+            Reason::NotJson,
+            format!(
+                "expected a JSON object or a SenML pack, but the payload starts with {}",
+                describe_byte(b)
+            ),
+        )),
+    }
+}
+
+/// Decodes a payload of the default layout. `received_ns` resolves SenML relative times.
+pub fn decode(payload: &[u8], received_ns: i64) -> Result<Vec<RawPoint<'_>>, Rejection> {
+    match sniff(payload)? {
+        Format::JsonObject => json::decode_object(payload).map(|p| vec![p]),
+        Format::SenmlJson => senml::decode_json(payload, received_ns),
+    }
+}
+
+fn describe_byte(b: u8) -> String {
+    if b.is_ascii_graphic() {
+        format!("{:?}", b as char)
+    } else {
+        format!("byte 0x{b:02x}")
+    }
+}
+
+/// Turns a serde_json error into a rejection: syntax errors are `not_json`, the rest `bad_shape`.
+pub(crate) fn json_rejection(e: serde_json::Error, what: &str) -> Rejection {
+    use serde_json::error::Category;
+    let reason = match e.classify() {
+        Category::Syntax | Category::Eof | Category::Io => Reason::NotJson,
+        Category::Data => Reason::BadShape,
+    };
+    let message = match reason {
+        Reason::NotJson => format!("not valid JSON: {e}"),
+        _ => format!("not a valid {what}: {e}"),
+    };
+    Rejection::new(reason, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniff_tells_formats_apart_by_first_byte() {
+        assert_eq!(sniff(b"  {\"a\":1}"), Ok(Format::JsonObject));
+        assert_eq!(sniff(b"\n[{}]"), Ok(Format::SenmlJson));
+        assert_eq!(sniff(b"   ").unwrap_err().reason, Reason::EmptyPayload);
+        assert_eq!(sniff(b"").unwrap_err().reason, Reason::EmptyPayload);
+        let e = sniff(b"12.5").unwrap_err();
+        assert_eq!(e.reason, Reason::NotJson);
+        assert!(e.message.contains("'1'"), "{}", e.message);
+        assert!(sniff(b"\xff\xfe").unwrap_err().message.contains("0xff"));
+    }
+}

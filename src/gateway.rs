@@ -1,0 +1,231 @@
+//! The gateway assembled: embedded broker (optional), sinks, acker, batcher, MQTT session and
+//! HTTP, started in that order and stopped in reverse by a designed drain.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::JoinHandle;
+
+use crate::api::{self, ApiState};
+use crate::broker::{self, BrokerError, EmbeddedBroker};
+use crate::config::{ConfigError, Settings};
+use crate::ingest::mqtt::{self, Phase, SessionHandle};
+use crate::pipeline::{self, Batch};
+use crate::sink::influx::InfluxSink;
+use crate::sink::sqlite::SqliteSink;
+use crate::sink::{self, SinkError, SinkProgress};
+use crate::telemetry;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error("sink: {0}")]
+    Sink(#[from] SinkError),
+    #[error("http.listen {addr}: {source}")]
+    Http {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// Batches queued per sink before the batcher waits (backpressure).
+const SINK_QUEUE: usize = 8;
+
+/// A running gateway.
+pub struct Gateway {
+    http_addr: SocketAddr,
+    sqlite_path: std::path::PathBuf,
+    phase: watch::Sender<Phase>,
+    abort: watch::Sender<bool>,
+    sessions: Vec<SessionHandle>,
+    session_tasks: Vec<JoinHandle<()>>,
+    batcher: JoinHandle<()>,
+    acker: JoinHandle<()>,
+    sink_tasks: Vec<JoinHandle<()>>,
+    http: JoinHandle<()>,
+    http_stop: Option<tokio::sync::oneshot::Sender<()>>,
+    drain_timeout: Duration,
+    _broker: Option<EmbeddedBroker>,
+}
+
+impl Gateway {
+    /// Starts everything; returns once the HTTP server listens (the broker may still be
+    /// connecting: `/ready` tells).
+    pub async fn start(settings: Settings) -> Result<Gateway, StartError> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let prom = telemetry::metrics_handle();
+
+        let embedded = if settings.broker.embedded {
+            let addr: SocketAddr =
+                settings
+                    .broker
+                    .listen
+                    .parse()
+                    .map_err(|e| ConfigError::Key {
+                        key: "broker.listen".into(),
+                        message: format!("{e}"),
+                    })?;
+            let max_payload = settings.mqtt.max_packet_size.saturating_mul(4).max(1 << 20);
+            let max_inflight = settings.broker.max_inflight;
+            Some(
+                tokio::task::spawn_blocking(move || broker::start(addr, max_inflight, max_payload))
+                    .await
+                    .map_err(|e| BrokerError::Thread(std::io::Error::other(e)))??,
+            )
+        } else {
+            None
+        };
+
+        let (phase_tx, phase_rx) = watch::channel(Phase::Running);
+        let (abort_tx, abort_rx) = watch::channel(false);
+        let wake = Arc::new(Notify::new());
+
+        // Sinks: SQLite always (dead letters; readings when enabled), InfluxDB when enabled.
+        let mut sink_inputs = Vec::new();
+        let mut progress = Vec::new();
+        let mut sink_tasks = Vec::new();
+        let sqlite = SqliteSink::start(&settings.sqlite)?;
+        let sqlite_path = sqlite.path().to_path_buf();
+        {
+            let (tx, rx) = mpsc::channel::<Arc<Batch>>(SINK_QUEUE);
+            let p = SinkProgress::new("sqlite");
+            sink_tasks.push(tokio::spawn(sink::run(
+                sqlite,
+                rx,
+                p.clone(),
+                wake.clone(),
+                abort_rx.clone(),
+            )));
+            sink_inputs.push(tx);
+            progress.push(p);
+        }
+        if settings.influxdb.enabled {
+            let influx = InfluxSink::new(&settings.influxdb)?;
+            let (tx, rx) = mpsc::channel::<Arc<Batch>>(SINK_QUEUE);
+            let p = SinkProgress::new("influxdb");
+            sink_tasks.push(tokio::spawn(sink::run(
+                influx,
+                rx,
+                p.clone(),
+                wake.clone(),
+                abort_rx.clone(),
+            )));
+            sink_inputs.push(tx);
+            progress.push(p);
+        }
+
+        let (deliveries_tx, deliveries_rx) = mpsc::channel(settings.pipeline.queue);
+        let (session, session_task) = mqtt::spawn(
+            0,
+            &settings.mqtt,
+            settings.mqtt.client_id.clone(),
+            deliveries_tx,
+            phase_rx.clone(),
+        )?;
+        let sessions = vec![session];
+
+        let (acker_tx, acker_rx) = mpsc::channel::<Arc<Batch>>(SINK_QUEUE * 4);
+        let acker = tokio::spawn(pipeline::run_acker(
+            acker_rx,
+            progress.clone(),
+            wake.clone(),
+            sessions.clone(),
+        ));
+        let batcher = tokio::spawn(pipeline::run_batcher(
+            deliveries_rx,
+            settings.policy(),
+            settings.pipeline.batch_size,
+            sink_inputs,
+            acker_tx,
+            phase_rx.clone(),
+        ));
+
+        let http_addr: SocketAddr = settings.http.listen.parse().map_err(|e| ConfigError::Key {
+            key: "http.listen".into(),
+            message: format!("{e}"),
+        })?;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let state = ApiState {
+            prom,
+            sessions: sessions.clone(),
+            sinks: progress,
+        };
+        let (http_addr, http) = api::serve(http_addr, state, async {
+            let _ = stop_rx.await;
+        })
+        .await
+        .map_err(|source| StartError::Http {
+            addr: settings.http.listen.clone(),
+            source,
+        })?;
+        tracing::info!(%http_addr, mqtt = %settings.mqtt.url, topics = ?settings.mqtt.topics, "qala gateway started");
+
+        Ok(Gateway {
+            http_addr,
+            sqlite_path,
+            phase: phase_tx,
+            abort: abort_tx,
+            sessions,
+            session_tasks: vec![session_task],
+            batcher,
+            acker,
+            sink_tasks,
+            http,
+            http_stop: Some(stop_tx),
+            drain_timeout: settings.pipeline.drain_timeout,
+            _broker: embedded,
+        })
+    }
+
+    /// Where `/health`, `/ready` and `/metrics` answer.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The SQLite database (dead letters, and readings when enabled).
+    pub fn sqlite_path(&self) -> &std::path::Path {
+        &self.sqlite_path
+    }
+
+    /// Drains: stop taking messages, write what was received (up to the drain timeout), ack
+    /// what was written, disconnect. Whatever was not written stays unacked and is redelivered.
+    pub async fn shutdown(mut self) {
+        tracing::info!(timeout = ?self.drain_timeout, "draining");
+        let _ = self.phase.send(Phase::Draining);
+        let _ = (&mut self.batcher).await;
+        if tokio::time::timeout(self.drain_timeout, &mut self.acker)
+            .await
+            .is_err()
+        {
+            tracing::warn!("drain timeout: sinks did not finish; unwritten messages stay unacked");
+            let _ = self.abort.send(true);
+            let _ = (&mut self.acker).await;
+        }
+        for t in self.sink_tasks.drain(..) {
+            let _ = t.await;
+        }
+        let _ = self.phase.send(Phase::Disconnect);
+        for s in &self.sessions {
+            let _ = s.client.try_disconnect();
+        }
+        for t in self.session_tasks.drain(..) {
+            if tokio::time::timeout(Duration::from_secs(5), t)
+                .await
+                .is_err()
+            {
+                tracing::warn!("an MQTT session did not disconnect within 5 s");
+            }
+        }
+        if let Some(stop) = self.http_stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.http).await;
+        tracing::info!("stopped");
+    }
+}

@@ -1,0 +1,259 @@
+//! An MQTT subscriber session (rumqttc, MQTT 3.1.1): persistent session under a stable client
+//! id, manual acks, resubscribe after every connect, reconnect with capped backoff and full
+//! jitter. The event loop only polls and forwards; acks come back through the client's request
+//! channel from the acker and are never awaited here, so the loop never blocks on an ack.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS,
+    SubscribeFilter, SubscribeReasonCode, TlsConfiguration, Transport,
+};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::{mqtt_url, ConfigError, MqttSettings};
+use crate::sink::retry;
+
+/// Where the gateway is in its life; sessions read it between polls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Forward every publish.
+    Running,
+    /// Shutting down: forward nothing more (unforwarded messages stay unacked and come back).
+    Draining,
+    /// All acks sent: disconnect and stop.
+    Disconnect,
+}
+
+/// What the acker needs to acknowledge one QoS-1 message on the connection that delivered it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckToken {
+    pub session: usize,
+    /// Connection generation of the session when the message arrived.
+    pub generation: u64,
+    pub pkid: u16,
+}
+
+/// A message as received, before decoding.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub topic: String,
+    pub payload: Bytes,
+    pub received_ns: i64,
+    /// None for QoS 0 (nothing to acknowledge).
+    pub ack: Option<AckToken>,
+}
+
+/// The shared face of one session: its client (for acks) and its state.
+#[derive(Clone)]
+pub struct SessionHandle {
+    pub index: usize,
+    pub client: AsyncClient,
+    /// Incremented at every CONNACK; acks of older generations are dropped.
+    pub generation: Arc<AtomicU64>,
+    pub connected: Arc<AtomicBool>,
+}
+
+impl SessionHandle {
+    /// Sends the PUBACK for `token` unless the connection changed since it was delivered (the
+    /// broker redelivers those messages; idempotent writes absorb the repeat).
+    pub async fn ack(&self, token: AckToken) -> bool {
+        if token.generation != self.generation.load(Ordering::Acquire) {
+            return false;
+        }
+        let mut p = rumqttc::Publish::new("", QoS::AtLeastOnce, Vec::<u8>::new());
+        p.pkid = token.pkid;
+        self.client.ack(&p).await.is_ok()
+    }
+}
+
+/// Builds the rumqttc options from config.
+pub fn options(settings: &MqttSettings, client_id: &str) -> Result<MqttOptions, ConfigError> {
+    let url = mqtt_url(&settings.url)?;
+    let mut o = MqttOptions::new(client_id, url.host, url.port);
+    o.set_keep_alive(settings.keep_alive);
+    o.set_clean_session(false);
+    o.set_manual_acks(true);
+    // Accept any size the broker sends: an oversize payload is dead-lettered by the pipeline
+    // (reason too_large) instead of killing the connection and coming back forever.
+    o.set_max_packet_size(268_435_455, settings.max_packet_size.max(64 * 1024));
+    if let (Some(user), Some(pass)) = (&settings.username, &settings.password) {
+        o.set_credentials(user, pass);
+    } else if let Some(user) = &settings.username {
+        o.set_credentials(user, "");
+    }
+    if url.tls {
+        let read = |key: &str, p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| ConfigError::Key {
+                key: key.to_owned(),
+                message: format!("cannot read {}: {e}", p.display()),
+            })
+        };
+        let transport = match &settings.ca_file {
+            Some(ca) => {
+                let client_auth = match (&settings.client_cert_file, &settings.client_key_file) {
+                    (Some(c), Some(k)) => Some((
+                        read("mqtt.client_cert_file", c)?,
+                        read("mqtt.client_key_file", k)?,
+                    )),
+                    _ => None,
+                };
+                Transport::Tls(TlsConfiguration::Simple {
+                    ca: read("mqtt.ca_file", ca)?,
+                    alpn: None,
+                    client_auth,
+                })
+            }
+            None => Transport::tls_with_default_config(),
+        };
+        o.set_transport(transport);
+    }
+    Ok(o)
+}
+
+/// Starts session `index`: returns its handle and the task that drives it.
+pub fn spawn(
+    index: usize,
+    settings: &MqttSettings,
+    client_id: String,
+    deliveries: mpsc::Sender<Delivery>,
+    phase: watch::Receiver<Phase>,
+) -> Result<(SessionHandle, tokio::task::JoinHandle<()>), ConfigError> {
+    let opts = options(settings, &client_id)?;
+    // Room for every ack the broker's window allows, so the acker never waits on this channel.
+    let (client, eventloop) = AsyncClient::new(opts, settings.inflight_window + 64);
+    let handle = SessionHandle {
+        index,
+        client,
+        generation: Arc::new(AtomicU64::new(0)),
+        connected: Arc::new(AtomicBool::new(false)),
+    };
+    let qos = if settings.qos == 0 {
+        QoS::AtMostOnce
+    } else {
+        QoS::AtLeastOnce
+    };
+    let filters: Vec<SubscribeFilter> = settings
+        .topics
+        .iter()
+        .map(|t| SubscribeFilter::new(t.clone(), qos))
+        .collect();
+    let task = tokio::spawn(drive(
+        handle.clone(),
+        eventloop,
+        filters,
+        deliveries,
+        phase,
+        settings.reconnect_max_delay,
+        client_id,
+    ));
+    Ok((handle, task))
+}
+
+async fn drive(
+    session: SessionHandle,
+    mut eventloop: EventLoop,
+    filters: Vec<SubscribeFilter>,
+    deliveries: mpsc::Sender<Delivery>,
+    mut phase: watch::Receiver<Phase>,
+    reconnect_max: Duration,
+    client_id: String,
+) {
+    let mut failures: u32 = 0;
+    loop {
+        let event = eventloop.poll().await;
+        match event {
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                if *phase.borrow() != Phase::Running {
+                    continue; // not forwarded, never acked: the broker keeps it for next time
+                }
+                let ack = (p.qos != QoS::AtMostOnce).then(|| AckToken {
+                    session: session.index,
+                    generation: session.generation.load(Ordering::Acquire),
+                    pkid: p.pkid,
+                });
+                let d = Delivery {
+                    topic: p.topic,
+                    payload: p.payload,
+                    received_ns: now_ns(),
+                    ack,
+                };
+                // Bounded: when the pipeline is full this waits, the socket is not read, and
+                // the broker holds the messages (backpressure).
+                if deliveries.send(d).await.is_err() {
+                    tracing::debug!(session = session.index, "pipeline closed; not forwarding");
+                }
+            }
+            Ok(Event::Incoming(Packet::ConnAck(c))) => {
+                let generation = session.generation.fetch_add(1, Ordering::AcqRel) + 1;
+                session.connected.store(true, Ordering::Release);
+                failures = 0;
+                tracing::info!(
+                    session = session.index,
+                    client_id,
+                    generation,
+                    session_present = c.session_present,
+                    "connected to the MQTT broker"
+                );
+                if let Err(e) = session.client.try_subscribe_many(filters.clone()) {
+                    tracing::error!(session = session.index, error = %e, "cannot queue SUBSCRIBE");
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(s))) => {
+                for (code, f) in s.return_codes.iter().zip(&filters) {
+                    match code {
+                        SubscribeReasonCode::Failure => tracing::error!(
+                            session = session.index,
+                            filter = f.path,
+                            "the broker refused the subscription"
+                        ),
+                        SubscribeReasonCode::Success(q) => tracing::info!(
+                            session = session.index, filter = f.path, qos = ?q, "subscribed"
+                        ),
+                    }
+                }
+            }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+                session.connected.store(false, Ordering::Release);
+                tracing::info!(session = session.index, "disconnected from the MQTT broker");
+                break;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                session.connected.store(false, Ordering::Release);
+                if *phase.borrow() == Phase::Disconnect {
+                    break;
+                }
+                failures = failures.saturating_add(1);
+                let delay = retry::backoff(failures, rand::random::<f64>())
+                    .max(Duration::from_millis(50))
+                    .min(reconnect_max);
+                log_connection_error(session.index, &e, failures, delay);
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = phase.wait_for(|p| *p == Phase::Disconnect) => break,
+                }
+            }
+        }
+    }
+}
+
+fn log_connection_error(session: usize, e: &ConnectionError, failures: u32, delay: Duration) {
+    let delay_ms = delay.as_millis() as u64;
+    if failures == 1 {
+        tracing::warn!(session, error = %e, retry_in_ms = delay_ms, "MQTT connection lost; reconnecting");
+    } else {
+        tracing::warn!(session, error = %e, failures, retry_in_ms = delay_ms, "MQTT reconnect failed");
+    }
+}
+
+/// Wall-clock now, ns since the Unix epoch.
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,366 @@
+//! Normalise: raw points → readings in canonical metrics and units, checked against physics and
+//! the timestamp policy. Pure: no I/O, no clock (the receive time is an argument).
+
+pub mod catalog;
+pub mod units;
+
+use crate::decode::{self, RawPoint, RawTime};
+use crate::ingest::topic;
+use crate::model::{Reading, Reason, Rejection, SensorRef, TimeSource};
+
+/// What to do with a reading that carries no time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissingTimestamp {
+    /// Dead-letter the message (reason `missing_timestamp`).
+    Reject,
+    /// Use the gateway's receive time, flagged as such.
+    ReceiveTime,
+}
+
+/// Validation rules that come from config.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Largest accepted payload, bytes.
+    pub max_payload_bytes: usize,
+    /// How far ahead of the receive time a device clock may be, ns.
+    pub max_future_skew_ns: i64,
+    /// How far behind the receive time a reading may be, ns.
+    pub max_age_ns: i64,
+    pub missing_timestamp: MissingTimestamp,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            max_payload_bytes: 1 << 20,
+            max_future_skew_ns: 300 * 1_000_000_000,
+            max_age_ns: 3650 * 86_400 * 1_000_000_000,
+            missing_timestamp: MissingTimestamp::Reject,
+        }
+    }
+}
+
+/// The whole pure path for one message of the default layout: topic → sensor, payload → points,
+/// points → readings. The message is the unit of acceptance: any refusal refuses all of it.
+pub fn process(
+    topic_name: &str,
+    payload: &[u8],
+    received_ns: i64,
+    policy: &Policy,
+) -> Result<Vec<Reading>, Rejection> {
+    if payload.len() > policy.max_payload_bytes {
+        return Err(Rejection::new(
+            Reason::TooLarge,
+            format!(
+                "the payload has {} bytes; mqtt.max_packet_size allows {}",
+                payload.len(),
+                policy.max_payload_bytes
+            ),
+        ));
+    }
+    let sensor = topic::parse(topic_name)?;
+    let points = decode::decode(payload, received_ns)?;
+    normalise(&sensor, points, received_ns, policy)
+}
+
+/// Raw points of one sensor → readings.
+pub fn normalise(
+    sensor: &SensorRef,
+    points: Vec<RawPoint<'_>>,
+    received_ns: i64,
+    policy: &Policy,
+) -> Result<Vec<Reading>, Rejection> {
+    let mut readings = Vec::with_capacity(points.len());
+    for point in points {
+        let (time_ns, time_source) = resolve_time(point.time, received_ns, policy)?;
+        if point.values.is_empty() {
+            return Err(Rejection::new(
+                Reason::BadShape,
+                "the message carries no metrics",
+            ));
+        }
+        // The interval first: counts per hour convert through it.
+        let interval_s = match point.values.iter().find(|v| v.name == "interval") {
+            Some(iv) => Some(canonical_value(sensor, iv)?),
+            None => None,
+        };
+        let ctx = units::Context { interval_s };
+        let mut values = Vec::with_capacity(point.values.len());
+        for raw in &point.values {
+            let def = catalog::lookup(sensor.kind, &raw.name).ok_or_else(|| {
+                let known: Vec<&str> = catalog::metrics_of(sensor.kind)
+                    .iter()
+                    .map(|d| d.name)
+                    .collect();
+                Rejection::new(
+                    Reason::UnknownMetric,
+                    format!(
+                        "{} is not a metric of {} sensors (known: {})",
+                        raw.name,
+                        sensor.kind,
+                        known.join(", ")
+                    ),
+                )
+            })?;
+            if !raw.value.is_finite() {
+                return Err(Rejection::new(
+                    Reason::BadValue,
+                    format!("{} is {}, not a finite number", raw.name, raw.value),
+                ));
+            }
+            let v = units::to_canonical(raw.value, raw.unit.as_deref(), def, ctx)
+                .map_err(|e| Rejection::new(Reason::BadUnit, e.0))?;
+            check_range(def, v)?;
+            values.push((def, v));
+        }
+        readings.push(Reading {
+            sensor: sensor.clone(),
+            time_ns,
+            time_source,
+            values,
+        });
+    }
+    Ok(readings)
+}
+
+fn canonical_value(sensor: &SensorRef, raw: &decode::RawValue<'_>) -> Result<f64, Rejection> {
+    let def = catalog::lookup(sensor.kind, &raw.name).ok_or_else(|| {
+        Rejection::new(
+            Reason::UnknownMetric,
+            format!("{} is not a metric of {} sensors", raw.name, sensor.kind),
+        )
+    })?;
+    let v = units::to_canonical(
+        raw.value,
+        raw.unit.as_deref(),
+        def,
+        units::Context::default(),
+    )
+    .map_err(|e| Rejection::new(Reason::BadUnit, e.0))?;
+    check_range(def, v)?;
+    Ok(v)
+}
+
+fn check_range(def: &catalog::MetricDef, v: f64) -> Result<(), Rejection> {
+    if !v.is_finite() || v < def.min || v > def.max {
+        return Err(Rejection::new(
+            Reason::OutOfRange,
+            format!(
+                "{} = {} {} is outside its physical range {} to {} {}",
+                def.name, v, def.unit, def.min, def.max, def.unit
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn resolve_time(
+    time: RawTime,
+    received_ns: i64,
+    policy: &Policy,
+) -> Result<(i64, TimeSource), Rejection> {
+    let t = match time {
+        RawTime::UnixNs(t) => t,
+        RawTime::Absent => match policy.missing_timestamp {
+            MissingTimestamp::ReceiveTime => return Ok((received_ns, TimeSource::Receive)),
+            MissingTimestamp::Reject => return Err(Rejection::new(
+                Reason::MissingTimestamp,
+                "the message has no timestamp (ts) and validation.missing_timestamp = \"reject\"",
+            )),
+        },
+    };
+    if t > received_ns.saturating_add(policy.max_future_skew_ns) {
+        return Err(Rejection::new(
+            Reason::FutureTimestamp,
+            format!(
+                "timestamp {} is {} ahead of the receive time; validation.max_future_skew allows {}",
+                fmt_ns(t),
+                fmt_duration_ns(t - received_ns),
+                fmt_duration_ns(policy.max_future_skew_ns)
+            ),
+        ));
+    }
+    if t < received_ns.saturating_sub(policy.max_age_ns) {
+        let hint = if t < 100_000_000_000_000_000 {
+            " (epoch milliseconds expected; was it sent in seconds?)"
+        } else {
+            ""
+        };
+        return Err(Rejection::new(
+            Reason::TooOld,
+            format!(
+                "timestamp {} is older than validation.max_age ({}){hint}",
+                fmt_ns(t),
+                fmt_duration_ns(policy.max_age_ns)
+            ),
+        ));
+    }
+    Ok((t, TimeSource::Device))
+}
+
+/// RFC 3339 text of a ns timestamp, for messages.
+pub fn fmt_ns(t: i64) -> String {
+    chrono::DateTime::from_timestamp_nanos(t).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
+fn fmt_duration_ns(d: i64) -> String {
+    humantime::format_duration(std::time::Duration::from_secs(
+        d.unsigned_abs() / 1_000_000_000,
+    ))
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Kind;
+
+    const NOW: i64 = 1_768_446_000_000_000_000; // 2026-01-15T03:00:00Z
+
+    fn ok(topic: &str, payload: &str) -> Vec<Reading> {
+        process(topic, payload.as_bytes(), NOW, &Policy::default())
+            .unwrap_or_else(|e| panic!("{payload}: {e}"))
+    }
+
+    fn refused(topic: &str, payload: &[u8]) -> Rejection {
+        process(topic, payload, NOW, &Policy::default()).expect_err("must be refused")
+    }
+
+    fn value(r: &Reading, name: &str) -> f64 {
+        r.values
+            .iter()
+            .find(|(d, _)| d.name == name)
+            .map(|(_, v)| *v)
+            .expect(name)
+    }
+
+    #[test]
+    fn json_object_becomes_a_canonical_reading() {
+        let r = ok(
+            "city/almaty/almaly/air/st-1",
+            r#"{"ts":"2026-01-15T07:59:00+05:00","pm2_5":0.035,"no2":100,"temperature":263.15,"units":{"pm2_5":"mg/m3","no2":"ppb","temperature":"K"}}"#,
+        );
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].sensor.kind, Kind::Air);
+        assert_eq!(r[0].sensor.sensor_id, "st-1");
+        assert_eq!(r[0].time_ns, NOW - 60_000_000_000);
+        assert_eq!(r[0].time_source, TimeSource::Device);
+        assert!((value(&r[0], "pm2_5") - 35.0).abs() < 1e-9);
+        assert!((value(&r[0], "no2") - 188.1799591002045).abs() < 1e-9);
+        assert!((value(&r[0], "temperature") + 10.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn senml_pack_becomes_readings_per_instant() {
+        let r = ok(
+            "city/almaty/medeu/heat/h-7",
+            r#"[{"bn":"urn:dev:h-7:","bt":1768445940,"n":"energy","u":"Gcal","v":2},{"n":"flow","u":"l/s","v":1}]"#,
+        );
+        assert_eq!(r.len(), 1);
+        assert_eq!(value(&r[0], "energy"), 2326.0);
+        assert!((value(&r[0], "flow") - 3.6).abs() < 1e-12);
+        assert_eq!(r[0].time_ns, 1_768_445_940_000_000_000);
+    }
+
+    #[test]
+    fn traffic_volume_per_hour_converts_through_the_interval() {
+        let r = ok(
+            "city/almaty/auezov/traffic/det-1",
+            r#"{"ts":1768446000000,"volume":1800,"interval":1,"speed":12.5,"occupancy":0.3,"units":{"volume":"veh/h","interval":"min","speed":"m/s","occupancy":"/"}}"#,
+        );
+        assert_eq!(value(&r[0], "volume"), 30.0);
+        assert_eq!(value(&r[0], "interval"), 60.0);
+        assert_eq!(value(&r[0], "speed"), 45.0);
+        assert!((value(&r[0], "occupancy") - 30.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn bad_inputs_are_refused_with_their_reason() {
+        let t = "city/almaty/almaly/air/st-1";
+        let cases: Vec<(&str, Vec<u8>, Reason)> = vec![
+            (t, b"".to_vec(), Reason::EmptyPayload),
+            (t, b"hello".to_vec(), Reason::NotJson),
+            (
+                t,
+                br#"{"pm2_5":"n/a","ts":1768446000000}"#.to_vec(),
+                Reason::BadValue,
+            ),
+            (t, br#"{"pm2_5":1}"#.to_vec(), Reason::MissingTimestamp),
+            (
+                t,
+                br#"{"pm2_5":1,"ts":"soon"}"#.to_vec(),
+                Reason::BadTimestamp,
+            ),
+            (
+                t,
+                br#"{"pm2_5":1,"ts":1768449600000}"#.to_vec(),
+                Reason::FutureTimestamp,
+            ),
+            (
+                t,
+                br#"{"pm2_5":1,"ts":1768446000}"#.to_vec(),
+                Reason::TooOld,
+            ),
+            (
+                t,
+                br#"{"pm2_5":-3,"ts":1768446000000}"#.to_vec(),
+                Reason::OutOfRange,
+            ),
+            (
+                t,
+                br#"{"humidity":140,"ts":1768446000000}"#.to_vec(),
+                Reason::OutOfRange,
+            ),
+            (
+                t,
+                br#"{"noise":40,"ts":1768446000000}"#.to_vec(),
+                Reason::UnknownMetric,
+            ),
+            (
+                t,
+                br#"{"pm2_5":4,"ts":1768446000000,"units":{"pm2_5":"km/h"}}"#.to_vec(),
+                Reason::BadUnit,
+            ),
+            (t, br#"{"ts":1768446000000}"#.to_vec(), Reason::BadShape),
+            (t, br#"[1,2]"#.to_vec(), Reason::BadShape),
+            (
+                "city/almaty/almaly/noise/x",
+                br#"{"pm2_5":1}"#.to_vec(),
+                Reason::UnknownKind,
+            ),
+            ("sensors/x", br#"{"pm2_5":1}"#.to_vec(), Reason::BadTopic),
+            (t, vec![b' '; (1 << 20) + 1], Reason::TooLarge),
+        ];
+        for (topic, payload, reason) in cases {
+            let e = refused(topic, &payload);
+            assert_eq!(
+                e.reason,
+                reason,
+                "{}: {e}",
+                String::from_utf8_lossy(&payload[..payload.len().min(60)])
+            );
+        }
+    }
+
+    #[test]
+    fn too_old_hints_at_seconds() {
+        let e = refused("city/a/b/water/m", br#"{"volume":1,"ts":1768446000}"#);
+        assert!(
+            e.message.contains("was it sent in seconds?"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn receive_time_policy_flags_the_reading() {
+        let policy = Policy {
+            missing_timestamp: MissingTimestamp::ReceiveTime,
+            ..Policy::default()
+        };
+        let r = process("city/a/b/water/m", br#"{"volume":1}"#, NOW, &policy).expect("accepted");
+        assert_eq!(r[0].time_ns, NOW);
+        assert_eq!(r[0].time_source, TimeSource::Receive);
+    }
+}

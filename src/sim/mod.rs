@@ -1,0 +1,4 @@
+//! The simulator: sensors that behave like a city's. For now the small fleet the demo plays;
+//! the scenario-driven city simulator grows here.
+
+pub mod fleet;

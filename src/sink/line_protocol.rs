@@ -1,0 +1,103 @@
+//! InfluxDB line protocol encoder: one line per reading, measurement = kind, tags `city`,
+//! `district`, `sensor_id`, `sphere` (sorted by key, as InfluxDB prefers), canonical metrics as
+//! float fields, nanosecond timestamp. Pure: appends to a buffer.
+
+use std::fmt::Write;
+
+use crate::model::Reading;
+
+/// Appends `reading` as one line (with its trailing newline).
+pub fn encode(buf: &mut String, reading: &Reading) {
+    let s = &reading.sensor;
+    escape(buf, s.kind.as_str(), Ctx::Measurement);
+    for (key, value) in [
+        ("city", s.city.as_str()),
+        ("district", s.district.as_str()),
+        ("sensor_id", s.sensor_id.as_str()),
+        ("sphere", s.kind.sphere().as_str()),
+    ] {
+        buf.push(',');
+        buf.push_str(key);
+        buf.push('=');
+        escape(buf, value, Ctx::Tag);
+    }
+    for (i, (def, v)) in reading.values.iter().enumerate() {
+        buf.push(if i == 0 { ' ' } else { ',' });
+        escape(buf, def.name, Ctx::Tag);
+        // f64 Display is the shortest round-trip text, never in exponent form.
+        let _ = write!(buf, "={v}");
+    }
+    let _ = writeln!(buf, " {}", reading.time_ns);
+}
+
+#[derive(Clone, Copy)]
+enum Ctx {
+    Measurement,
+    Tag,
+}
+
+/// Line protocol escaping: measurements escape `,` and space; tag keys, tag values and field keys
+/// also `=`; a backslash before those is escaped too. Newlines cannot be escaped and never reach
+/// here (the topic parser refuses control characters).
+fn escape(buf: &mut String, text: &str, ctx: Ctx) {
+    if !text.contains([',', ' ', '=', '\\']) {
+        buf.push_str(text);
+        return;
+    }
+    for c in text.chars() {
+        match (c, ctx) {
+            (',' | ' ' | '\\', _) | ('=', Ctx::Tag) => {
+                buf.push('\\');
+                buf.push(c);
+            }
+            _ => buf.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Kind, SensorRef, TimeSource};
+    use crate::normalize::catalog::lookup;
+
+    fn reading(city: &str, district: &str, id: &str) -> Reading {
+        Reading {
+            sensor: SensorRef {
+                city: city.into(),
+                district: district.into(),
+                kind: Kind::Air,
+                sensor_id: id.into(),
+            },
+            time_ns: 1_700_000_000_000_000_000,
+            time_source: TimeSource::Device,
+            values: vec![
+                (lookup(Kind::Air, "pm2_5").expect("pm2_5"), 12.5),
+                (lookup(Kind::Air, "pm10").expect("pm10"), 20.0),
+                (lookup(Kind::Air, "co").expect("co"), 0.000_000_1),
+            ],
+        }
+    }
+
+    #[test]
+    fn encodes_tags_fields_and_time() {
+        let mut buf = String::new();
+        encode(&mut buf, &reading("almaty", "almaly", "st-1"));
+        assert_eq!(
+            buf,
+            "air,city=almaty,district=almaly,sensor_id=st-1,sphere=ecology pm2_5=12.5,pm10=20,co=0.0000001 1700000000000000000\n"
+        );
+    }
+
+    #[test]
+    fn escapes_commas_spaces_equals_and_backslashes_in_tags() {
+        let mut buf = String::new();
+        encode(&mut buf, &reading("nur sultan", "a,b", "x=1\\y"));
+        assert!(
+            buf.starts_with(
+                r"air,city=nur\ sultan,district=a\,b,sensor_id=x\=1\\y,sphere=ecology "
+            ),
+            "{buf}"
+        );
+    }
+}

@@ -1,0 +1,41 @@
+//! Retry timing shared by every sink: exponential backoff with full jitter.
+
+use std::time::Duration;
+
+/// First retry waits up to this long.
+pub const BASE: Duration = Duration::from_millis(100);
+/// No wait is longer than this.
+pub const CAP: Duration = Duration::from_secs(30);
+
+/// Full jitter (AWS architecture blog, "Exponential Backoff and Jitter"): a uniform draw in
+/// [0, min(CAP, BASE · 2^(attempt−1))]. `unit` is a uniform random number in [0, 1).
+pub fn backoff(attempt: u32, unit: f64) -> Duration {
+    let ceiling = BASE
+        .saturating_mul(
+            1u32.checked_shl(attempt.saturating_sub(1).min(20))
+                .unwrap_or(u32::MAX),
+        )
+        .min(CAP);
+    ceiling.mul_f64(unit.clamp(0.0, 1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ceiling_doubles_then_caps() {
+        assert_eq!(backoff(1, 1.0), Duration::from_millis(100));
+        assert_eq!(backoff(2, 1.0), Duration::from_millis(200));
+        assert_eq!(backoff(4, 1.0), Duration::from_millis(800));
+        assert_eq!(backoff(9, 1.0), Duration::from_millis(25_600));
+        assert_eq!(backoff(10, 1.0), CAP);
+        assert_eq!(backoff(u32::MAX, 1.0), CAP);
+    }
+
+    #[test]
+    fn jitter_spans_zero_to_ceiling() {
+        assert_eq!(backoff(3, 0.0), Duration::ZERO);
+        assert_eq!(backoff(3, 0.5), Duration::from_millis(200));
+    }
+}
