@@ -183,6 +183,23 @@ impl Gateway {
         })
     }
 
+    /// Every session is connected and its subscriptions granted.
+    pub fn is_taking_messages(&self) -> bool {
+        self.sessions.iter().all(SessionHandle::is_taking_messages)
+    }
+
+    /// Waits up to `timeout` for [`Gateway::is_taking_messages`].
+    pub async fn wait_taking_messages(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.is_taking_messages() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+
     /// Where `/health`, `/ready` and `/metrics` answer.
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr

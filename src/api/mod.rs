@@ -1,4 +1,4 @@
-//! HTTP: `/health` (the process answers), `/ready` (broker connected and every sink writable),
+//! HTTP: `/health` (the process answers), `/ready` (connected, subscribed, every sink writable),
 //! `/metrics` (Prometheus text rendered from the `metrics` recorder).
 
 use std::net::SocketAddr;
@@ -28,6 +28,7 @@ pub struct ApiState {
 struct Readiness {
     ready: bool,
     broker_connected: bool,
+    subscribed: bool,
     sinks: Vec<SinkState>,
 }
 
@@ -51,6 +52,7 @@ async fn ready(State(s): State<ApiState>) -> impl IntoResponse {
         .sessions
         .iter()
         .all(|x| x.connected.load(Ordering::Acquire));
+    let subscribed = s.sessions.iter().all(|x| x.is_taking_messages());
     let sinks: Vec<SinkState> = s
         .sinks
         .iter()
@@ -60,7 +62,7 @@ async fn ready(State(s): State<ApiState>) -> impl IntoResponse {
             last_error: p.last_error.lock().ok().and_then(|e| e.clone()),
         })
         .collect();
-    let ready = broker_connected && sinks.iter().all(|x| x.writable);
+    let ready = subscribed && sinks.iter().all(|x| x.writable);
     let status = if ready {
         StatusCode::OK
     } else {
@@ -71,6 +73,7 @@ async fn ready(State(s): State<ApiState>) -> impl IntoResponse {
         Json(Readiness {
             ready,
             broker_connected,
+            subscribed,
             sinks,
         }),
     )

@@ -55,9 +55,16 @@ pub struct SessionHandle {
     /// Incremented at every CONNACK; acks of older generations are dropped.
     pub generation: Arc<AtomicU64>,
     pub connected: Arc<AtomicBool>,
+    /// The broker granted every subscription of the current connection.
+    pub subscribed: Arc<AtomicBool>,
 }
 
 impl SessionHandle {
+    /// Connected and subscribed: messages published now reach Qala.
+    pub fn is_taking_messages(&self) -> bool {
+        self.connected.load(Ordering::Acquire) && self.subscribed.load(Ordering::Acquire)
+    }
+
     /// Sends the PUBACK for `token` unless the connection changed since it was delivered (the
     /// broker redelivers those messages; idempotent writes absorb the repeat).
     pub async fn ack(&self, token: AckToken) -> bool {
@@ -130,6 +137,7 @@ pub fn spawn(
         client,
         generation: Arc::new(AtomicU64::new(0)),
         connected: Arc::new(AtomicBool::new(false)),
+        subscribed: Arc::new(AtomicBool::new(false)),
     };
     let qos = if settings.qos == 0 {
         QoS::AtMostOnce
@@ -189,6 +197,7 @@ async fn drive(
             }
             Ok(Event::Incoming(Packet::ConnAck(c))) => {
                 let generation = session.generation.fetch_add(1, Ordering::AcqRel) + 1;
+                session.subscribed.store(false, Ordering::Release);
                 session.connected.store(true, Ordering::Release);
                 failures = 0;
                 tracing::info!(
@@ -203,6 +212,11 @@ async fn drive(
                 }
             }
             Ok(Event::Incoming(Packet::SubAck(s))) => {
+                let granted = s
+                    .return_codes
+                    .iter()
+                    .all(|c| matches!(c, SubscribeReasonCode::Success(_)));
+                session.subscribed.store(granted, Ordering::Release);
                 for (code, f) in s.return_codes.iter().zip(&filters) {
                     match code {
                         SubscribeReasonCode::Failure => tracing::error!(
@@ -218,12 +232,14 @@ async fn drive(
             }
             Ok(Event::Outgoing(Outgoing::Disconnect)) => {
                 session.connected.store(false, Ordering::Release);
+                session.subscribed.store(false, Ordering::Release);
                 tracing::info!(session = session.index, "disconnected from the MQTT broker");
                 break;
             }
             Ok(_) => {}
             Err(e) => {
                 session.connected.store(false, Ordering::Release);
+                session.subscribed.store(false, Ordering::Release);
                 if *phase.borrow() == Phase::Disconnect {
                     break;
                 }

@@ -1550,3 +1550,70 @@ pub fn sqlite_i64(path: &Path, sql: &str) -> i64 {
         .query_row(sql, [], |row| row.get(0))
         .unwrap_or_else(|e| panic!("SQLite {}: {sql:?}: {e}", path.display()))
 }
+
+/// A complete gateway config for tests: the broker at `mqtt_port` (Mosquitto, or the embedded
+/// one when `embedded`), SQLite in `dir`, VictoriaMetrics as the InfluxDB v2 sink when given,
+/// HTTP on `http_port`. `extra` is appended verbatim (more keys of the same sections must not
+/// repeat a table header: pass whole `[section]` tables only for sections not written here).
+pub struct QalaConfig<'a> {
+    pub mqtt_port: u16,
+    pub http_port: u16,
+    pub dir: &'a Path,
+    pub embedded: bool,
+    pub influx_url: Option<String>,
+    pub client_id: String,
+    pub max_packet_size: usize,
+    pub extra: String,
+}
+
+impl<'a> QalaConfig<'a> {
+    pub fn new(mqtt_port: u16, http_port: u16, dir: &'a Path) -> Self {
+        QalaConfig {
+            mqtt_port,
+            http_port,
+            dir,
+            embedded: false,
+            influx_url: None,
+            client_id: format!("qala-test-{http_port}"),
+            max_packet_size: 1 << 20,
+            extra: String::new(),
+        }
+    }
+
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.dir.join("qala.sqlite")
+    }
+
+    pub fn toml(&self) -> String {
+        let mut t = format!(
+            "[mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\nclient_id = \"{id}\"\ntopics = [\"city/#\"]\nqos = 1\nmax_packet_size = {max}\n\n\
+             [broker]\nembedded = {emb}\nlisten = \"127.0.0.1:{port}\"\n\n\
+             [sqlite]\nenabled = true\npath = {db:?}\n\n\
+             [http]\nlisten = \"127.0.0.1:{http}\"\n\n",
+            port = self.mqtt_port,
+            id = self.client_id,
+            max = self.max_packet_size,
+            emb = self.embedded,
+            db = self.sqlite_path(),
+            http = self.http_port,
+        );
+        if let Some(url) = &self.influx_url {
+            t.push_str(&format!(
+                "[influxdb]\nenabled = true\nurl = \"{url}\"\norg = \"qala\"\nbucket = \"qala\"\ntoken = \"test-token\"\nbatch_size = 5000\n\n"
+            ));
+        }
+        t.push_str(&self.extra);
+        t
+    }
+}
+
+/// Reads one value of the readings view: `SELECT value ... WHERE sensor_id AND metric`.
+pub fn sqlite_reading(path: &Path, sensor_id: &str, metric: &str) -> Option<(f64, String, i64)> {
+    let conn = sqlite_open_readonly(path);
+    conn.query_row(
+        "SELECT value, unit, time_ns FROM readings_view WHERE sensor_id = ?1 AND metric = ?2",
+        rusqlite::params![sensor_id, metric],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .ok()
+}
