@@ -9,7 +9,9 @@ use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
-    #[error("broker.listen {addr}: cannot listen there ({source}); is another broker running? pick a free port")]
+    #[error(
+        "broker.listen {addr}: cannot listen there (is another broker running? pick a free port)"
+    )]
     AddrInUse {
         addr: SocketAddr,
         source: std::io::Error,

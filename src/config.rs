@@ -781,6 +781,35 @@ mod tests {
     }
 
     #[test]
+    fn shipped_configs_are_valid() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let s = Settings::load_from(Some(&root.join("config/default.toml")), vec![])
+            .expect("default.toml");
+        assert!(s.broker.embedded && s.sqlite.enabled && !s.influxdb.enabled);
+        assert_eq!(s.http.listen, "127.0.0.1:8080");
+
+        // The production example points at secret files; stand in for them.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut text =
+            std::fs::read_to_string(root.join("config/production.example.toml")).expect("read");
+        for (path, content) in [
+            ("/run/secrets/qala_mqtt_password", "pw"),
+            ("/run/secrets/qala_influx_token", "tok"),
+            ("/etc/qala/ca.pem", "-----BEGIN CERTIFICATE-----"),
+        ] {
+            let stand_in = dir.path().join(path.rsplit('/').next().unwrap_or("f"));
+            std::fs::write(&stand_in, content).expect("write");
+            text = text.replace(path, &stand_in.display().to_string());
+        }
+        let prod = dir.path().join("prod.toml");
+        std::fs::write(&prod, text).expect("write");
+        let s = Settings::load_from(Some(&prod), vec![]).expect("production.example.toml");
+        assert_eq!(s.mqtt.password.as_deref(), Some("pw"));
+        assert_eq!(s.influxdb.token.as_deref(), Some("tok"));
+        assert!(mqtt_url(&s.mqtt.url).expect("url").tls);
+    }
+
+    #[test]
     fn filters_follow_mqtt_rules() {
         for ok in ["city/#", "#", "city/+/+/air/+", "$share/qala/city/#"] {
             assert_eq!(check_filter(ok), Ok(()), "{ok}");
