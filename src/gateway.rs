@@ -2,6 +2,7 @@
 //! HTTP, started in that order and stopped in reverse by a designed drain.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,6 +51,7 @@ pub struct Gateway {
     sink_tasks: Vec<JoinHandle<()>>,
     http: JoinHandle<()>,
     http_stop: Option<tokio::sync::oneshot::Sender<()>>,
+    upkeep: JoinHandle<()>,
     drain_timeout: Duration,
     _broker: Option<EmbeddedBroker>,
 }
@@ -85,6 +87,7 @@ impl Gateway {
         let (phase_tx, phase_rx) = watch::channel(Phase::Running);
         let (abort_tx, abort_rx) = watch::channel(false);
         let wake = Arc::new(Notify::new());
+        let pipeline_alive = Arc::new(AtomicBool::new(true));
 
         // Sinks: SQLite always (dead letters; readings when enabled), InfluxDB when enabled.
         let mut sink_inputs = Vec::new();
@@ -95,13 +98,12 @@ impl Gateway {
         {
             let (tx, rx) = mpsc::channel::<Arc<Batch>>(SINK_QUEUE);
             let p = SinkProgress::new("sqlite");
-            sink_tasks.push(tokio::spawn(sink::run(
-                sqlite,
-                rx,
-                p.clone(),
-                wake.clone(),
-                abort_rx.clone(),
-            )));
+            sink_tasks.push(supervise(
+                "sqlite sink",
+                sink::run(sqlite, rx, p.clone(), wake.clone(), abort_rx.clone()),
+                phase_rx.clone(),
+                pipeline_alive.clone(),
+            ));
             sink_inputs.push(tx);
             progress.push(p);
         }
@@ -109,13 +111,12 @@ impl Gateway {
             let influx = InfluxSink::new(&settings.influxdb)?;
             let (tx, rx) = mpsc::channel::<Arc<Batch>>(SINK_QUEUE);
             let p = SinkProgress::new("influxdb");
-            sink_tasks.push(tokio::spawn(sink::run(
-                influx,
-                rx,
-                p.clone(),
-                wake.clone(),
-                abort_rx.clone(),
-            )));
+            sink_tasks.push(supervise(
+                "influxdb sink",
+                sink::run(influx, rx, p.clone(), wake.clone(), abort_rx.clone()),
+                phase_rx.clone(),
+                pipeline_alive.clone(),
+            ));
             sink_inputs.push(tx);
             progress.push(p);
         }
@@ -131,20 +132,44 @@ impl Gateway {
         let sessions = vec![session];
 
         let (acker_tx, acker_rx) = mpsc::channel::<Arc<Batch>>(SINK_QUEUE * 4);
-        let acker = tokio::spawn(pipeline::run_acker(
-            acker_rx,
-            progress.clone(),
-            wake.clone(),
-            sessions.clone(),
-        ));
-        let batcher = tokio::spawn(pipeline::run_batcher(
-            deliveries_rx,
-            settings.policy(),
-            settings.pipeline.batch_size,
-            sink_inputs,
-            acker_tx,
+        let acker = supervise(
+            "acker",
+            pipeline::run_acker(
+                acker_rx,
+                progress.clone(),
+                wake.clone(),
+                sessions.clone(),
+                abort_rx.clone(),
+            ),
             phase_rx.clone(),
-        ));
+            pipeline_alive.clone(),
+        );
+        let batcher = supervise(
+            "batcher",
+            pipeline::run_batcher(
+                deliveries_rx,
+                settings.policy(),
+                settings.pipeline.batch_size,
+                sink_inputs,
+                acker_tx,
+                phase_rx.clone(),
+                abort_rx.clone(),
+            ),
+            phase_rx.clone(),
+            pipeline_alive.clone(),
+        );
+        // The histogram's summary windows and idle series are trimmed here, not only when
+        // somebody scrapes /metrics (unscraped, they would grow without bound).
+        let upkeep = {
+            let prom = prom.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                loop {
+                    tick.tick().await;
+                    prom.run_upkeep();
+                }
+            })
+        };
 
         let http_addr: SocketAddr = settings.http.listen.parse().map_err(|e| ConfigError::Key {
             key: "http.listen".into(),
@@ -155,6 +180,7 @@ impl Gateway {
             prom,
             sessions: sessions.clone(),
             sinks: progress,
+            pipeline_alive,
         };
         let (http_addr, http) = api::serve(http_addr, state, async {
             let _ = stop_rx.await;
@@ -178,6 +204,7 @@ impl Gateway {
             sink_tasks,
             http,
             http_stop: Some(stop_tx),
+            upkeep,
             drain_timeout: settings.pipeline.drain_timeout,
             _broker: embedded,
         })
@@ -210,20 +237,27 @@ impl Gateway {
         &self.sqlite_path
     }
 
-    /// Drains: stop taking messages, write what was received (up to the drain timeout), ack
-    /// what was written, disconnect. Whatever was not written stays unacked and is redelivered.
+    /// Drains: stop taking messages, write what was received and ack what was written, all
+    /// within the drain timeout; then disconnect. Whatever was not written by then stays
+    /// unacked and the broker redelivers it.
     pub async fn shutdown(mut self) {
         tracing::info!(timeout = ?self.drain_timeout, "draining");
         let _ = self.phase.send(Phase::Draining);
-        let _ = (&mut self.batcher).await;
-        if tokio::time::timeout(self.drain_timeout, &mut self.acker)
-            .await
-            .is_err()
-        {
+        let deadline = tokio::time::Instant::now() + self.drain_timeout;
+        let drained = tokio::time::timeout_at(deadline, async {
+            let _ = (&mut self.batcher).await;
+            let _ = (&mut self.acker).await;
+        })
+        .await
+        .is_ok();
+        if !drained {
             tracing::warn!("drain timeout: sinks did not finish; unwritten messages stay unacked");
             let _ = self.abort.send(true);
+            let _ = (&mut self.batcher).await;
             let _ = (&mut self.acker).await;
         }
+        // The batcher has closed their inputs; after an abort they stop at once.
+        let _ = self.abort.send(true);
         for t in self.sink_tasks.drain(..) {
             let _ = t.await;
         }
@@ -243,6 +277,43 @@ impl Gateway {
             let _ = stop.send(());
         }
         let _ = (&mut self.http).await;
+        self.upkeep.abort();
         tracing::info!("stopped");
     }
+}
+
+/// Spawns a pipeline task. If it ends while the gateway is still running (a panic, or an input
+/// closed by another task's end), ingestion has stopped: that is logged as an error and
+/// `/ready` turns false, so an orchestrator restarts the process (unacked messages come back).
+fn supervise<F>(
+    name: &'static str,
+    task: F,
+    phase: watch::Receiver<Phase>,
+    alive: Arc<AtomicBool>,
+) -> JoinHandle<()>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let inner = tokio::spawn(task);
+    tokio::spawn(async move {
+        let outcome = inner.await;
+        let running = *phase.borrow() == Phase::Running;
+        match outcome {
+            Err(e) if e.is_panic() => {
+                alive.store(false, Ordering::Release);
+                tracing::error!(
+                    task = name,
+                    "pipeline task panicked; ingestion has stopped, /ready is false"
+                );
+            }
+            _ if running => {
+                alive.store(false, Ordering::Release);
+                tracing::error!(
+                    task = name,
+                    "pipeline task ended while running; ingestion has stopped, /ready is false"
+                );
+            }
+            _ => {}
+        }
+    })
 }

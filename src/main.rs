@@ -83,7 +83,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime()?.block_on(async {
                 let gateway = Gateway::start(settings).await?;
                 wait_for_signal().await?;
-                gateway.shutdown().await;
+                tokio::select! {
+                    _ = gateway.shutdown() => {}
+                    r = wait_for_signal() => {
+                        r?;
+                        tracing::warn!("second signal: exiting without finishing the drain; unacked messages will be redelivered");
+                    }
+                }
                 Ok(())
             })
         }

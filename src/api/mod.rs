@@ -22,6 +22,8 @@ pub struct ApiState {
     pub prom: PrometheusHandle,
     pub sessions: Vec<SessionHandle>,
     pub sinks: Vec<Arc<SinkProgress>>,
+    /// False once a pipeline task (batcher, acker, a sink) died while running.
+    pub pipeline_alive: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Serialize)]
@@ -29,6 +31,7 @@ struct Readiness {
     ready: bool,
     broker_connected: bool,
     subscribed: bool,
+    pipeline_running: bool,
     sinks: Vec<SinkState>,
 }
 
@@ -62,7 +65,8 @@ async fn ready(State(s): State<ApiState>) -> impl IntoResponse {
             last_error: p.last_error.lock().ok().and_then(|e| e.clone()),
         })
         .collect();
-    let ready = subscribed && sinks.iter().all(|x| x.writable);
+    let pipeline_running = s.pipeline_alive.load(Ordering::Acquire);
+    let ready = subscribed && pipeline_running && sinks.iter().all(|x| x.writable);
     let status = if ready {
         StatusCode::OK
     } else {
@@ -74,6 +78,7 @@ async fn ready(State(s): State<ApiState>) -> impl IntoResponse {
             ready,
             broker_connected,
             subscribed,
+            pipeline_running,
             sinks,
         }),
     )

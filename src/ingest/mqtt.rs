@@ -1,7 +1,8 @@
 //! An MQTT subscriber session (rumqttc, MQTT 3.1.1): persistent session under a stable client
 //! id, manual acks, resubscribe after every connect, reconnect with capped backoff and full
 //! jitter. The event loop only polls and forwards; acks come back through the client's request
-//! channel from the acker and are never awaited here, so the loop never blocks on an ack.
+//! channel from the acker, which never waits on it (`try_ack`), so neither side can block the
+//! other.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -57,6 +58,8 @@ pub struct SessionHandle {
     pub connected: Arc<AtomicBool>,
     /// The broker granted every subscription of the current connection.
     pub subscribed: Arc<AtomicBool>,
+    /// The session task has ended: nothing will drain its request queue any more.
+    pub closed: Arc<AtomicBool>,
 }
 
 impl SessionHandle {
@@ -65,16 +68,35 @@ impl SessionHandle {
         self.connected.load(Ordering::Acquire) && self.subscribed.load(Ordering::Acquire)
     }
 
-    /// Sends the PUBACK for `token` unless the connection changed since it was delivered (the
-    /// broker redelivers those messages; idempotent writes absorb the repeat).
-    pub async fn ack(&self, token: AckToken) -> bool {
+    /// Queues the PUBACK for `token` without waiting. A token of an earlier connection is
+    /// dropped: the broker redelivers that message and idempotent writes absorb the repeat.
+    pub fn try_ack(&self, token: AckToken) -> AckOutcome {
         if token.generation != self.generation.load(Ordering::Acquire) {
-            return false;
+            return AckOutcome::Stale;
         }
         let mut p = rumqttc::Publish::new("", QoS::AtLeastOnce, Vec::<u8>::new());
         p.pkid = token.pkid;
-        self.client.ack(&p).await.is_ok()
+        match self.client.try_ack(&p) {
+            Ok(()) => AckOutcome::Queued,
+            Err(rumqttc::ClientError::TryRequest(_)) if !self.is_closed() => AckOutcome::Full,
+            Err(_) => AckOutcome::Stale,
+        }
     }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+/// What became of an ack handed to [`SessionHandle::try_ack`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckOutcome {
+    /// On its way to the broker.
+    Queued,
+    /// The session's request queue is full (its event loop is busy): try again shortly.
+    Full,
+    /// Dropped: the connection it came on is gone, or the session has ended.
+    Stale,
 }
 
 /// Builds the rumqttc options from config.
@@ -138,6 +160,7 @@ pub fn spawn(
         generation: Arc::new(AtomicU64::new(0)),
         connected: Arc::new(AtomicBool::new(false)),
         subscribed: Arc::new(AtomicBool::new(false)),
+        closed: Arc::new(AtomicBool::new(false)),
     };
     let qos = if settings.qos == 0 {
         QoS::AtMostOnce
@@ -171,7 +194,19 @@ async fn drive(
     client_id: String,
 ) {
     let mut failures: u32 = 0;
+    // SUBSCRIBE is queued without waiting (this task drains the queue it would wait on); when
+    // the queue is full it is queued again after the next event, which frees a slot.
+    let mut subscribe_pending = false;
+    let mut pipeline_gone = false;
     loop {
+        if subscribe_pending {
+            match session.client.try_subscribe_many(filters.clone()) {
+                Ok(()) => subscribe_pending = false,
+                Err(e) => {
+                    tracing::debug!(session = session.index, error = %e, "SUBSCRIBE not queued yet")
+                }
+            }
+        }
         let event = eventloop.poll().await;
         match event {
             Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -191,8 +226,15 @@ async fn drive(
                 };
                 // Bounded: when the pipeline is full this waits, the socket is not read, and
                 // the broker holds the messages (backpressure).
-                if deliveries.send(d).await.is_err() {
-                    tracing::debug!(session = session.index, "pipeline closed; not forwarding");
+                if deliveries.send(d).await.is_err()
+                    && *phase.borrow() == Phase::Running
+                    && !pipeline_gone
+                {
+                    pipeline_gone = true;
+                    tracing::error!(
+                        session = session.index,
+                        "the pipeline has stopped: messages are not forwarded (unacked, the broker keeps them)"
+                    );
                 }
             }
             Ok(Event::Incoming(Packet::ConnAck(c))) => {
@@ -207,9 +249,7 @@ async fn drive(
                     session_present = c.session_present,
                     "connected to the MQTT broker"
                 );
-                if let Err(e) = session.client.try_subscribe_many(filters.clone()) {
-                    tracing::error!(session = session.index, error = %e, "cannot queue SUBSCRIBE");
-                }
+                subscribe_pending = true;
             }
             Ok(Event::Incoming(Packet::SubAck(s))) => {
                 let granted = s
@@ -238,6 +278,7 @@ async fn drive(
             }
             Ok(_) => {}
             Err(e) => {
+                subscribe_pending = false;
                 session.connected.store(false, Ordering::Release);
                 session.subscribed.store(false, Ordering::Release);
                 if *phase.borrow() == Phase::Disconnect {
@@ -255,6 +296,7 @@ async fn drive(
             }
         }
     }
+    session.closed.store(true, Ordering::Release);
 }
 
 fn log_connection_error(session: usize, e: &ConnectionError, failures: u32, delay: Duration) {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch, Notify};
 
-use crate::ingest::mqtt::{now_ns, Phase, SessionHandle};
+use crate::ingest::mqtt::{now_ns, AckOutcome, Phase, SessionHandle};
 use crate::ingest::{AckToken, Delivery};
 use crate::model::{DeadLetter, Reading, Reason};
 use crate::normalize::{self, Policy};
@@ -41,6 +41,7 @@ pub async fn run_batcher(
     sinks: Vec<mpsc::Sender<Arc<Batch>>>,
     acker: mpsc::Sender<Arc<Batch>>,
     mut phase: watch::Receiver<Phase>,
+    mut abort: watch::Receiver<bool>,
 ) {
     let received = metrics::counter!("qala_messages_received_total");
     let mut seq = 0u64;
@@ -82,13 +83,21 @@ pub async fn run_batcher(
                 .increment(count);
         }
         let batch = Arc::new(batch);
-        for s in &sinks {
-            if s.send(batch.clone()).await.is_err() {
-                tracing::error!(seq, "a sink stopped; its batches will not be acked");
+        // A full sink queue waits (backpressure) unless the drain deadline passes meanwhile.
+        for (s, to) in sinks
+            .iter()
+            .map(|s| (s, "a sink"))
+            .chain([(&acker, "the acker")])
+        {
+            tokio::select! {
+                sent = s.send(batch.clone()) => if sent.is_err() {
+                    tracing::error!(seq, "{to} stopped; this batch will not be acked and comes back from the broker");
+                },
+                _ = abort.wait_for(|a| *a) => {
+                    tracing::debug!(seq, "drain cut short while handing out a batch");
+                    return;
+                }
             }
-        }
-        if acker.send(batch).await.is_err() {
-            tracing::error!(seq, "the acker stopped; messages will be redelivered");
         }
     }
     tracing::debug!(batches = seq, "batcher finished");
@@ -97,16 +106,26 @@ pub async fn run_batcher(
 fn add(batch: &mut Batch, d: Delivery, policy: &Policy, rejected: &mut BTreeMap<Reason, u64>) {
     match normalize::process(&d.topic, &d.payload, d.received_ns, policy) {
         Ok(readings) => batch.readings.extend(readings),
-        Err(rejection) => {
+        Err(mut rejection) => {
             tracing::warn!(
                 topic = %d.topic, reason = rejection.reason.as_str(), bytes = d.payload.len(),
                 "{}; dead-lettered", rejection.message
             );
             *rejected.entry(rejection.reason).or_default() += 1;
+            let mut payload = d.payload;
+            if rejection.reason == Reason::TooLarge {
+                // Keep the head (copied, so the oversize buffer is freed now), not all of it:
+                // dead letters must not become the way to fill the disk.
+                let keep = policy.max_payload_bytes.min(payload.len());
+                payload = bytes::Bytes::copy_from_slice(&payload[..keep]);
+                rejection
+                    .message
+                    .push_str(&format!("; the first {keep} bytes are kept"));
+            }
             batch.dead_letters.push(DeadLetter {
                 received_ns: d.received_ns,
                 topic: d.topic,
-                payload: d.payload,
+                payload,
                 rejection,
             });
         }
@@ -117,17 +136,19 @@ fn add(batch: &mut Batch, d: Delivery, policy: &Policy, rejected: &mut BTreeMap<
 }
 
 /// Acks batches, in order, once every sink has committed them; records the ingest lag
-/// (sensor time → committed). Ends when its input has closed and everything is acked, or when
-/// every sink has finished and what is left can never be committed (it stays unacked).
+/// (sensor time → committed). Ends when its input has closed and everything is acked, when
+/// every sink has finished and what is left can never be committed, or at `abort`; whatever is
+/// left stays unacked and the broker redelivers it.
 pub async fn run_acker(
     mut input: mpsc::Receiver<Arc<Batch>>,
     sinks: Vec<Arc<SinkProgress>>,
     wake: Arc<Notify>,
     sessions: Vec<SessionHandle>,
+    mut abort: watch::Receiver<bool>,
 ) {
     let lag = metrics::histogram!("qala_ingest_lag_seconds");
-    let stale = metrics::counter!("qala_acks_skipped_total");
     let mut queue: VecDeque<Arc<Batch>> = VecDeque::new();
+    let mut acks = AckQueue::default();
     let mut input_open = true;
     loop {
         let all_finished = sinks.iter().all(|s| s.finished.load(Ordering::Acquire));
@@ -142,17 +163,10 @@ pub async fn run_acker(
             for r in &b.readings {
                 lag.record((now - r.time_ns) as f64 / 1.0e9);
             }
-            for t in &b.acks {
-                let sent = match sessions.get(t.session) {
-                    Some(s) => s.ack(*t).await,
-                    None => false,
-                };
-                if !sent {
-                    stale.increment(1);
-                }
-            }
+            acks.waiting.extend(b.acks.iter().copied());
         }
-        if !input_open && (queue.is_empty() || all_finished) {
+        acks.flush(&sessions);
+        if !input_open && acks.waiting.is_empty() && (queue.is_empty() || all_finished) {
             if !queue.is_empty() {
                 let left: usize = queue.iter().map(|b| b.acks.len()).sum();
                 tracing::warn!(
@@ -162,12 +176,45 @@ pub async fn run_acker(
             }
             break;
         }
+        // A full session queue is retried after a short pause; it drains as its event loop runs.
+        let retry = !acks.waiting.is_empty();
         tokio::select! {
             b = input.recv(), if input_open => match b {
                 Some(b) => queue.push_back(b),
                 None => input_open = false,
             },
             _ = wake.notified() => {}
+            _ = tokio::time::sleep(std::time::Duration::from_millis(2)), if retry => {}
+            _ = abort.wait_for(|a| *a) => {
+                let left: usize =
+                    queue.iter().map(|b| b.acks.len()).sum::<usize>() + acks.waiting.len();
+                tracing::warn!(messages = left, "drain deadline passed: these stay unacked and will be redelivered");
+                break;
+            }
+        }
+    }
+}
+
+/// Acks of committed batches, in order, waiting for room in their session's request queue.
+#[derive(Default)]
+struct AckQueue {
+    waiting: VecDeque<AckToken>,
+}
+
+impl AckQueue {
+    /// Queues acks until a session's queue is full; keeps the rest, in order, for later.
+    fn flush(&mut self, sessions: &[SessionHandle]) {
+        while let Some(&t) = self.waiting.front() {
+            let outcome = match sessions.get(t.session) {
+                Some(s) => s.try_ack(t),
+                None => AckOutcome::Stale,
+            };
+            match outcome {
+                AckOutcome::Queued => {}
+                AckOutcome::Full => return,
+                AckOutcome::Stale => metrics::counter!("qala_acks_skipped_total").increment(1),
+            }
+            self.waiting.pop_front();
         }
     }
 }
