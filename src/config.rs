@@ -54,7 +54,9 @@ pub struct MqttSettings {
     pub username: Option<String>,
     pub password: Option<String>,
     pub password_file: Option<PathBuf>,
-    /// Subscription filters (`+`, `#`, `$share/<group>/...`).
+    /// Subscription filters (`+`, `#`, `$share/<group>/...`). In the environment: one
+    /// comma-separated string (`QALA__MQTT__TOPICS=city/#,tele/+/SENSOR`).
+    #[serde(deserialize_with = "string_or_list")]
     pub topics: Vec<String>,
     /// 0 or 1. QoS 1 with manual acks is the delivery guarantee; 0 gives it up.
     pub qos: u8,
@@ -244,6 +246,25 @@ impl Default for PipelineSettings {
     }
 }
 
+/// A list, or one string of comma-separated items (how a list arrives from the environment).
+fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        OneOrMany::Many(list) => list,
+    })
+}
+
 /// Durations as humantime text (`"250ms"`, `"30s"`, `"10d"`).
 pub mod human_duration {
     use super::*;
@@ -303,9 +324,9 @@ impl Settings {
             config::Environment::with_prefix("QALA")
                 .prefix_separator("__")
                 .separator("__")
-                .list_separator(",")
-                .with_list_parse_key("mqtt.topics")
-                .try_parsing(true)
+                // Values stay text: a password "007" must not become the number 7. Numbers
+                // and booleans are parsed from the text by the fields that expect them.
+                .try_parsing(false)
                 .source(Some(env_map)),
         );
         let cfg = builder
@@ -345,8 +366,13 @@ impl Settings {
                 ),
             ));
         }
-        if !m.keep_alive.is_zero() && m.keep_alive < Duration::from_secs(5) {
-            return Err(key_err("mqtt.keep_alive", "must be 0 (off) or at least 5s"));
+        if !m.keep_alive.is_zero()
+            && (m.keep_alive < Duration::from_secs(5) || m.keep_alive.as_secs() > 65_535)
+        {
+            return Err(key_err(
+                "mqtt.keep_alive",
+                "must be 0 (off) or between 5s and 65535s (the protocol's limit)",
+            ));
         }
         if !(1024..=268_435_455).contains(&m.max_packet_size) {
             return Err(key_err(
@@ -354,8 +380,11 @@ impl Settings {
                 "must be between 1024 and 268435455 bytes",
             ));
         }
-        if m.inflight_window == 0 {
-            return Err(key_err("mqtt.inflight_window", "must be at least 1"));
+        if !(1..=65_000).contains(&m.inflight_window) {
+            return Err(key_err(
+                "mqtt.inflight_window",
+                "must be between 1 and 65000 (packet ids are 16-bit)",
+            ));
         }
         if m.reconnect_max_delay < Duration::from_millis(100) {
             return Err(key_err(
@@ -399,19 +428,34 @@ impl Settings {
             }
         }
 
-        let broker_addr = parse_addr("broker.listen", &self.broker.listen)?;
-        if self.broker.embedded && (url.port != broker_addr.port() || url.tls) {
-            return Err(key_err(
-                "mqtt.url",
-                format!(
-                    "must be mqtt://127.0.0.1:{} when broker.embedded = true (broker.listen = {})",
-                    broker_addr.port(),
-                    self.broker.listen
-                ),
-            ));
-        }
-        if self.broker.max_inflight == 0 {
-            return Err(key_err("broker.max_inflight", "must be at least 1"));
+        if self.broker.embedded {
+            let broker_addr = parse_addr("broker.listen", &self.broker.listen)?;
+            let local = matches!(
+                url.host.as_str(),
+                "127.0.0.1" | "localhost" | "::1" | "[::1]"
+            ) || url.host == broker_addr.ip().to_string();
+            if url.port != broker_addr.port() || url.tls || !local {
+                return Err(key_err(
+                    "mqtt.url",
+                    format!(
+                        "must be mqtt://127.0.0.1:{} when broker.embedded = true (broker.listen = {})",
+                        broker_addr.port(),
+                        self.broker.listen
+                    ),
+                ));
+            }
+            if self.broker.max_inflight == 0 {
+                return Err(key_err("broker.max_inflight", "must be at least 1"));
+            }
+            if self.broker.max_inflight > self.mqtt.inflight_window {
+                return Err(key_err(
+                    "broker.max_inflight",
+                    format!(
+                        "{} is more than mqtt.inflight_window ({}): the broker could hand Qala more unacked messages than it makes room for",
+                        self.broker.max_inflight, self.mqtt.inflight_window
+                    ),
+                ));
+            }
         }
 
         if self.sqlite.path.as_os_str().is_empty() {
@@ -718,6 +762,28 @@ mod tests {
     }
 
     #[test]
+    fn environment_text_stays_text_and_numbers_still_parse() {
+        let s = load_str(
+            "",
+            &[
+                ("QALA__MQTT__USERNAME", "0042"),
+                ("QALA__MQTT__PASSWORD", "007"),
+                ("QALA__MQTT__QOS", "0"),
+                ("QALA__MQTT__TOPICS", "meters/#"),
+                ("QALA__BROKER__EMBEDDED", "false"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(s.mqtt.username.as_deref(), Some("0042"));
+        assert_eq!(s.mqtt.password.as_deref(), Some("007"));
+        assert_eq!(s.mqtt.qos, 0);
+        assert_eq!(s.mqtt.topics, vec!["meters/#"]);
+        assert!(!s.broker.embedded);
+        let e = err_of("", &[("QALA__MQTT__QOS", "one")]);
+        assert!(e.contains("mqtt.qos"), "{e}");
+    }
+
+    #[test]
     fn unknown_keys_are_refused_by_full_path() {
         let e = err_of("[mqtt]\npasword = \"x\"\n", &[]);
         assert!(
@@ -738,6 +804,9 @@ mod tests {
             ("[mqtt]\nurl = \"http://x\"\n", "`mqtt.url`"),
             ("[mqtt]\ntopics = [\"a/#/b\"]\n", "`mqtt.topics`"),
             ("[mqtt]\nkeep_alive = \"2s\"\n", "`mqtt.keep_alive`"),
+            ("[mqtt]\nkeep_alive = \"70000s\"\n", "`mqtt.keep_alive`"),
+            ("[mqtt]\ninflight_window = 10\n[broker]\nembedded = true\n", "`broker.max_inflight`"),
+            ("[mqtt]\nurl = \"mqtt://10.0.0.1:1883\"\n[broker]\nembedded = true\n", "`mqtt.url`"),
             ("[mqtt]\nkeep_alive = \"soon\"\n", "mqtt.keep_alive"),
             ("[http]\nlisten = \"localhost\"\n", "`http.listen`"),
             ("[influxdb]\nenabled = true\nurl = \"http://x:8086\"\norg = \"o\"\nbucket = \"b\"\n", "`influxdb.token`"),
