@@ -35,7 +35,7 @@ fn json_and_senml_through_the_embedded_broker_land_in_both_sinks() {
             std::thread::sleep(Duration::from_millis(100));
             sqlite_i64(
                 &db,
-                "SELECT count(*) FROM readings WHERE sensor_id = 'probe'",
+                "SELECT count(*) FROM readings_view WHERE sensor_id = 'probe'",
             ) > 0
         },
     );

@@ -1,13 +1,14 @@
 //! The embedded store: SQLite in WAL mode, one writer thread, one transaction per write.
-//! Readings (when enabled) go to `readings`, keyed (sensor_id, metric, time_ns) so a redelivered
-//! message overwrites itself; every dead letter goes to `dead_letters` with its raw bytes.
+//! A sensor is identified by (city, district, kind, sensor_id), as its series is in InfluxDB;
+//! readings (when enabled) are keyed (sensor, metric, time_ns) so a redelivered message
+//! overwrites itself; every dead letter goes to `dead_letters` with its raw bytes.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
 use super::{ErrorClass, Sink, SinkError};
@@ -16,23 +17,28 @@ use crate::model::{Kind, SensorRef};
 use crate::normalize::catalog;
 use crate::pipeline::Batch;
 
+/// Version of [`SCHEMA`], kept in `PRAGMA user_version`.
+pub const SCHEMA_VERSION: i64 = 1;
+
 /// Tables, a view for people, and the canonical units, created if missing.
 pub const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS sensors (
-    sensor_id     TEXT PRIMARY KEY,
-    kind          TEXT NOT NULL,
-    sphere        TEXT NOT NULL,
+    id            INTEGER PRIMARY KEY,
     city          TEXT NOT NULL,
     district      TEXT NOT NULL,
+    kind          TEXT NOT NULL,
+    sensor_id     TEXT NOT NULL,
+    sphere        TEXT NOT NULL,
     first_seen_ns INTEGER NOT NULL,
-    last_seen_ns  INTEGER NOT NULL
+    last_seen_ns  INTEGER NOT NULL,
+    UNIQUE (city, district, kind, sensor_id)
 );
 CREATE TABLE IF NOT EXISTS readings (
-    sensor_id TEXT NOT NULL,
-    metric    TEXT NOT NULL,
-    time_ns   INTEGER NOT NULL,
-    value     REAL NOT NULL,
-    PRIMARY KEY (sensor_id, metric, time_ns)
+    sensor  INTEGER NOT NULL REFERENCES sensors (id),
+    metric  TEXT NOT NULL,
+    time_ns INTEGER NOT NULL,
+    value   REAL NOT NULL,
+    PRIMARY KEY (sensor, metric, time_ns)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS metrics (
     kind   TEXT NOT NULL,
@@ -50,10 +56,10 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 CREATE INDEX IF NOT EXISTS dead_letters_reason ON dead_letters (reason, received_ns);
 CREATE VIEW IF NOT EXISTS readings_view AS
-SELECT s.city, s.district, s.kind, s.sphere, r.sensor_id, r.metric, r.value, m.unit,
+SELECT s.city, s.district, s.kind, s.sphere, s.sensor_id, r.metric, r.value, m.unit,
        strftime('%Y-%m-%dT%H:%M:%fZ', r.time_ns / 1e9, 'unixepoch') AS time_utc, r.time_ns
 FROM readings r
-JOIN sensors s USING (sensor_id)
+JOIN sensors s ON s.id = r.sensor
 LEFT JOIN metrics m ON m.kind = s.kind AND m.metric = r.metric;
 "#;
 
@@ -81,7 +87,9 @@ pub fn open(path: &Path, sync: SqliteSync) -> rusqlite::Result<Connection> {
             SqliteSync::Normal => "NORMAL",
         },
     )?;
+    check_version(&conn, path)?;
     conn.execute_batch(SCHEMA)?;
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     {
         let mut ins = conn.prepare(
             "INSERT INTO metrics (kind, metric, unit) VALUES (?1, ?2, ?3)
@@ -94,6 +102,29 @@ pub fn open(path: &Path, sync: SqliteSync) -> rusqlite::Result<Connection> {
         }
     }
     Ok(conn)
+}
+
+/// Refuses a database of another schema rather than writing into it.
+fn check_version(conn: &Connection, path: &Path) -> rusqlite::Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let has_tables: bool = conn
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'readings'",
+            [],
+            |_| Ok(true),
+        )
+        .optional()?
+        .unwrap_or(false);
+    if version == SCHEMA_VERSION || (version == 0 && !has_tables) {
+        return Ok(());
+    }
+    Err(rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
+        Some(format!(
+            "{} has schema version {version}, this Qala writes version {SCHEMA_VERSION}: move the file aside or point sqlite.path elsewhere",
+            path.display()
+        )),
+    ))
 }
 
 type Job = (Vec<Arc<Batch>>, oneshot::Sender<Result<(), SinkError>>);
@@ -158,69 +189,96 @@ impl Sink for SqliteSink {
 }
 
 fn writer(mut conn: Connection, jobs: std_mpsc::Receiver<Job>, store_readings: bool) {
+    let mut sensors = SensorIds::default();
     while let Ok((batches, reply)) = jobs.recv() {
-        let result = write_group(&mut conn, &batches, store_readings).map_err(|e| SinkError {
-            class: match e {
-                rusqlite::Error::SqliteFailure(ref f, _)
-                    if matches!(
-                        f.code,
-                        rusqlite::ErrorCode::DiskFull
-                            | rusqlite::ErrorCode::DatabaseBusy
-                            | rusqlite::ErrorCode::DatabaseLocked
-                            | rusqlite::ErrorCode::SystemIoFailure
-                    ) =>
-                {
-                    ErrorClass::Transient
-                }
-                _ => ErrorClass::Config,
-            },
-            message: format!("SQLite write failed: {e}"),
-        });
+        let result =
+            write_group(&mut conn, &mut sensors, &batches, store_readings).map_err(|e| SinkError {
+                class: match e {
+                    rusqlite::Error::SqliteFailure(ref f, _)
+                        if matches!(
+                            f.code,
+                            rusqlite::ErrorCode::DiskFull
+                                | rusqlite::ErrorCode::DatabaseBusy
+                                | rusqlite::ErrorCode::DatabaseLocked
+                                | rusqlite::ErrorCode::SystemIoFailure
+                        ) =>
+                    {
+                        ErrorClass::Transient
+                    }
+                    _ => ErrorClass::Config,
+                },
+                message: format!("SQLite write failed: {e}"),
+            });
+        if result.is_err() {
+            // The transaction rolled back: ids it created are gone.
+            sensors.ids.clear();
+        }
         let _ = reply.send(result);
     }
 }
 
-/// One transaction: sensors seen, readings, dead letters.
+/// Row ids of the sensors this writer has seen, so a reading costs no lookup.
+#[derive(Default)]
+pub struct SensorIds {
+    ids: HashMap<SensorRef, i64>,
+}
+
+/// One transaction: sensors seen (with first and last times), readings, dead letters.
 pub fn write_group(
     conn: &mut Connection,
+    sensors: &mut SensorIds,
     batches: &[Arc<Batch>],
     store_readings: bool,
 ) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     {
         if store_readings {
-            let mut seen: HashMap<&str, (&SensorRef, i64)> = HashMap::new();
+            // Newest and oldest time per sensor in this group, to widen its seen range once.
+            let mut seen: HashMap<i64, (i64, i64)> = HashMap::new();
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO sensors (city, district, kind, sensor_id, sphere, first_seen_ns, last_seen_ns)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+                 ON CONFLICT (city, district, kind, sensor_id) DO UPDATE SET sphere = excluded.sphere
+                 RETURNING id",
+            )?;
             let mut insert = tx.prepare_cached(
-                "INSERT INTO readings (sensor_id, metric, time_ns, value) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (sensor_id, metric, time_ns) DO UPDATE SET value = excluded.value",
+                "INSERT INTO readings (sensor, metric, time_ns, value) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (sensor, metric, time_ns) DO UPDATE SET value = excluded.value",
             )?;
             for r in batches.iter().flat_map(|b| b.readings.iter()) {
+                let id = match sensors.ids.get(&r.sensor) {
+                    Some(&id) => id,
+                    None => {
+                        let s = &r.sensor;
+                        let id: i64 = upsert.query_row(
+                            params![
+                                s.city,
+                                s.district,
+                                s.kind.as_str(),
+                                s.sensor_id,
+                                s.kind.sphere().as_str(),
+                                r.time_ns
+                            ],
+                            |row| row.get(0),
+                        )?;
+                        sensors.ids.insert(s.clone(), id);
+                        id
+                    }
+                };
                 for (def, v) in &r.values {
-                    insert.execute(params![r.sensor.sensor_id, def.name, r.time_ns, v])?;
+                    insert.execute(params![id, def.name, r.time_ns, v])?;
                 }
-                let e = seen
-                    .entry(r.sensor.sensor_id.as_str())
-                    .or_insert((&r.sensor, r.time_ns));
+                let e = seen.entry(id).or_insert((r.time_ns, r.time_ns));
+                e.0 = e.0.min(r.time_ns);
                 e.1 = e.1.max(r.time_ns);
             }
-            let mut upsert = tx.prepare_cached(
-                "INSERT INTO sensors (sensor_id, kind, sphere, city, district, first_seen_ns, last_seen_ns)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
-                 ON CONFLICT (sensor_id) DO UPDATE SET
-                   kind = excluded.kind, sphere = excluded.sphere, city = excluded.city,
-                   district = excluded.district,
-                   first_seen_ns = min(first_seen_ns, excluded.first_seen_ns),
-                   last_seen_ns = max(last_seen_ns, excluded.last_seen_ns)",
+            let mut widen = tx.prepare_cached(
+                "UPDATE sensors SET first_seen_ns = min(first_seen_ns, ?2),
+                                    last_seen_ns = max(last_seen_ns, ?3)
+                 WHERE id = ?1",
             )?;
-            for (id, (s, t)) in seen {
-                upsert.execute(params![
-                    id,
-                    s.kind.as_str(),
-                    s.kind.sphere().as_str(),
-                    s.city,
-                    s.district,
-                    t
-                ])?;
+            for (id, (first, last)) in seen {
+                widen.execute(params![id, first, last])?;
             }
         }
         let mut dead = tx.prepare_cached(
@@ -277,8 +335,9 @@ mod tests {
     fn redelivery_overwrites_and_dead_letters_keep_raw_bytes() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut conn = open(&dir.path().join("sub/q.sqlite"), SqliteSync::Normal).expect("open");
-        write_group(&mut conn, &[batch(1, 1.5)], true).expect("write");
-        write_group(&mut conn, &[batch(2, 1.5)], true).expect("write again");
+        let mut ids = SensorIds::default();
+        write_group(&mut conn, &mut ids, &[batch(1, 1.5)], true).expect("write");
+        write_group(&mut conn, &mut ids, &[batch(2, 1.5)], true).expect("write again");
         let (n, v, unit): (i64, f64, String) = conn
             .query_row(
                 "SELECT count(*), max(value), max(unit) FROM readings_view WHERE sensor_id = 'w-1'",
@@ -306,10 +365,69 @@ mod tests {
     }
 
     #[test]
+    fn same_sensor_id_of_two_kinds_is_two_sensors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut conn = open(&dir.path().join("q.sqlite"), SqliteSync::Normal).expect("open");
+        let mut ids = SensorIds::default();
+        let water = batch(1, 7.0);
+        let mut heat = Batch {
+            seq: 2,
+            readings: water.readings.clone(),
+            ..Batch::default()
+        };
+        heat.readings[0].sensor.kind = Kind::Heat;
+        heat.readings[0].values =
+            vec![(catalog::lookup(Kind::Heat, "energy").expect("energy"), 3.0)];
+        write_group(&mut conn, &mut ids, &[water, Arc::new(heat)], true).expect("write");
+        let rows: Vec<(String, String, f64)> = conn
+            .prepare("SELECT kind, metric, value FROM readings_view WHERE sensor_id = 'w-1' ORDER BY kind")
+            .expect("prepare")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(
+            rows,
+            vec![
+                ("heat".to_string(), "energy".to_string(), 3.0),
+                ("water".to_string(), "volume".to_string(), 7.0)
+            ]
+        );
+        // A fresh writer (empty id cache) finds the same sensors again.
+        let mut fresh = SensorIds::default();
+        write_group(&mut conn, &mut fresh, &[batch(3, 8.0)], true).expect("write");
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM sensors", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn a_database_of_another_schema_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("old.sqlite");
+        {
+            let c = Connection::open(&path).expect("create");
+            c.execute_batch(
+                "CREATE TABLE readings (sensor_id TEXT, metric TEXT, time_ns INTEGER, value REAL);",
+            )
+            .expect("old schema");
+        }
+        let e = open(&path, SqliteSync::Normal)
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            e.contains("schema version 0") && e.contains("old.sqlite"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn dead_letters_are_kept_when_readings_are_not() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut conn = open(&dir.path().join("q.sqlite"), SqliteSync::Full).expect("open");
-        write_group(&mut conn, &[batch(1, 2.0)], false).expect("write");
+        let mut ids = SensorIds::default();
+        write_group(&mut conn, &mut ids, &[batch(1, 2.0)], false).expect("write");
         let n: i64 = conn
             .query_row("SELECT count(*) FROM readings", [], |r| r.get(0))
             .expect("q");
