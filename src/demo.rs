@@ -72,6 +72,14 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary, DemoError> {
     settings.validate().map_err(StartError::from)?;
 
     let gateway = Gateway::start(settings).await?;
+    // Publish only once the gateway is subscribed: the broker keeps no messages for a
+    // subscription that does not exist yet, and the summary must add up.
+    if !gateway.wait_taking_messages(Duration::from_secs(10)).await {
+        gateway.shutdown().await;
+        return Err(DemoError::Other(
+            "the gateway did not subscribe to the embedded broker within 10 s".into(),
+        ));
+    }
     let http = gateway.http_addr();
     let sqlite_path = gateway.sqlite_path().to_path_buf();
     eprintln!(

@@ -82,16 +82,22 @@ fn parse_ts(field: Field<'_>) -> Result<i64, Rejection> {
 
 /// Epoch milliseconds (integer or fractional) → ns, refusing what cannot be a time.
 pub fn epoch_ms_to_ns(ms: f64) -> Result<i64, Rejection> {
-    // i64 ns reach year 2262; refuse anything past that or before 1970.
-    if !ms.is_finite() || !(0.0..9.2e15).contains(&ms) {
-        return Err(Rejection::new(
+    let refuse = || {
+        Rejection::new(
             Reason::BadTimestamp,
-            format!("ts {ms} is not a time in epoch milliseconds"),
-        ));
+            format!("ts {ms} is not a time in epoch milliseconds (1970 to 2262)"),
+        )
+    };
+    // i64 nanoseconds reach 2262-04-11 (9.22e12 ms); refuse anything past that or before 1970.
+    if !ms.is_finite() || !(0.0..9.2e12).contains(&ms) {
+        return Err(refuse());
     }
     // Whole milliseconds are exact in f64 up to 2^53; only the fraction is rounded (to the ns).
     let whole = ms.trunc();
-    Ok(whole as i64 * 1_000_000 + ((ms - whole) * 1.0e6).round() as i64)
+    (whole as i64)
+        .checked_mul(1_000_000)
+        .and_then(|ns| ns.checked_add(((ms - whole) * 1.0e6).round() as i64))
+        .ok_or_else(refuse)
 }
 
 /// A top-level value, as far as the decoder cares.
@@ -299,6 +305,17 @@ mod tests {
                 br#"{"ts":-5,"pm2_5":1}"#,
                 Reason::BadTimestamp,
                 "ts -5 is not a time",
+            ),
+            (
+                // Microseconds sent as milliseconds: year 5138, still short of i64 ns overflow.
+                br#"{"ts":100000000000000,"pm2_5":1}"#,
+                Reason::BadTimestamp,
+                "ts 100000000000000 is not a time",
+            ),
+            (
+                br#"{"ts":9.3e15,"pm2_5":1}"#,
+                Reason::BadTimestamp,
+                "is not a time in epoch milliseconds",
             ),
             (
                 br#"{"pm2_5":1,"units":{"pm10":"ug/m3"}}"#,

@@ -162,10 +162,18 @@ fn to_points(records: Vec<Resolved<'_>>) -> Result<Vec<RawPoint<'_>>, Rejection>
     let mut points: Vec<RawPoint<'_>> = Vec::new();
     let mut last_time = f64::NAN;
     for r in records {
-        let value = match (&r.value, r.sum) {
-            (Some(Value::Number(v)), _) => *v,
-            (None, Some(s)) => s,
-            (Some(other), _) => {
+        if r.sum.is_some() {
+            // A sum is integrated over time: its unit is the record's unit × seconds (RFC 8428
+            // §4.2), so it is a different quantity from the value. Storing it as the value would
+            // be wrong; it waits for the unit table that knows rate → quantity.
+            return Err(bad(format!(
+                "{} carries a sum (s), which is not stored yet; send the meter register as a value (v)",
+                r.name
+            )));
+        }
+        let value = match &r.value {
+            Some(Value::Number(v)) => *v,
+            Some(other) => {
                 let kind = match other {
                     Value::Text(_) => "a string value (vs)",
                     Value::Bool(_) => "a boolean value (vb)",
@@ -176,7 +184,7 @@ fn to_points(records: Vec<Resolved<'_>>) -> Result<Vec<RawPoint<'_>>, Rejection>
                     format!("{} has {kind}; only numeric values are stored", r.name),
                 ));
             }
-            (None, None) => unreachable!("resolve() refuses records without value or sum"),
+            None => unreachable!("resolve() refuses records without value or sum"),
         };
         let metric = metric_of(&r.name);
         if metric.is_empty() {
@@ -409,17 +417,29 @@ mod tests {
     }
 
     #[test]
-    fn sums_stand_for_registers_and_strings_are_refused_for_now() {
-        let pts = decode_json(
+    fn sums_and_strings_are_refused_not_mistaken_for_values() {
+        // A sum of m3 is m3·s (RFC 8428 §4.2): not a volume. Refused, with the record named.
+        let e = decode_json(
             br#"[{"n":"meter/volume","u":"m3","s":1234.5,"t":1700000000}]"#,
             0,
         )
-        .expect("valid");
-        assert_eq!(pts[0].values[0].name, "volume");
-        assert_eq!(pts[0].values[0].value, 1234.5);
+        .expect_err("sum");
+        assert_eq!(e.reason, Reason::BadSenml);
+        assert!(
+            e.message.contains("meter/volume carries a sum"),
+            "{}",
+            e.message
+        );
+        let e = decode_json(br#"[{"n":"flow","v":2,"s":10,"t":1700000000}]"#, 0).expect_err("both");
+        assert_eq!(e.reason, Reason::BadSenml);
         let e =
             decode_json(br#"[{"n":"status","vs":"ok","t":1700000000}]"#, 0).expect_err("string");
         assert_eq!(e.reason, Reason::BadValue);
+        assert!(
+            e.message.contains("status has a string value"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

@@ -125,7 +125,7 @@ pub static UNITS: &[UnitDef] = &[
     u("°C", Temperature, 1.0),
     u("Cel", Temperature, 1.0),
     u("degC", Temperature, 1.0),
-    u("C", Temperature, 1.0),
+    // Not "C": in SenML that is the coulomb, and a charge must not pass for a temperature.
     UnitDef {
         symbol: "K",
         quantity: Temperature,
@@ -359,5 +359,13 @@ mod tests {
         // ppb on PM has no molar mass
         let e = to_canonical(1.0, Some("ppb"), pm, Context::default()).unwrap_err();
         assert!(e.0.contains("no molar mass"), "{e}");
+        // SenML "C" is the coulomb: not a temperature.
+        let t = metric(Kind::Air, "temperature");
+        let e = to_canonical(21.0, Some("C"), t, Context::default()).unwrap_err();
+        assert!(e.0.starts_with("unknown unit \"C\""), "{e}");
+        assert_eq!(
+            to_canonical(21.0, Some("Cel"), t, Context::default()),
+            Ok(21.0)
+        );
     }
 }
