@@ -410,6 +410,18 @@ impl Settings {
                 "mqtt.client_cert_file and mqtt.client_key_file go together",
             ));
         }
+        if m.client_cert_file.is_some() && m.ca_file.is_none() {
+            return Err(key_err(
+                "mqtt.ca_file",
+                "is required with a client certificate: name the CA that signed the broker's certificate",
+            ));
+        }
+        if (m.ca_file.is_some() || m.client_cert_file.is_some()) && !url.tls {
+            return Err(key_err(
+                "mqtt.url",
+                "TLS files are set but the url is mqtt://; use mqtts:// (or remove the files)",
+            ));
+        }
         for (key, f) in [
             ("mqtt.ca_file", &m.ca_file),
             ("mqtt.client_cert_file", &m.client_cert_file),

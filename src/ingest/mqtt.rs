@@ -285,9 +285,8 @@ async fn drive(
                     break;
                 }
                 failures = failures.saturating_add(1);
-                let delay = retry::backoff(failures, rand::random::<f64>())
-                    .max(Duration::from_millis(50))
-                    .min(reconnect_max);
+                let delay = retry::backoff_capped(failures, rand::random::<f64>(), reconnect_max)
+                    .max(Duration::from_millis(50));
                 log_connection_error(session.index, &e, failures, delay);
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}

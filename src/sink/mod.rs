@@ -151,6 +151,11 @@ pub async fn run<S: Sink>(
                         );
                     }
                     progress.healthy.store(true, Ordering::Relaxed);
+                    if attempt > 0 {
+                        if let Ok(mut last) = progress.last_error.lock() {
+                            *last = None;
+                        }
+                    }
                     count_stored(&sink, &group);
                     let last = group.last().map(|b| b.seq).unwrap_or(0);
                     progress.committed.store(last, Ordering::Release);

@@ -10,12 +10,17 @@ pub const CAP: Duration = Duration::from_secs(30);
 /// Full jitter (AWS architecture blog, "Exponential Backoff and Jitter"): a uniform draw in
 /// [0, min(CAP, BASE · 2^(attempt−1))]. `unit` is a uniform random number in [0, 1).
 pub fn backoff(attempt: u32, unit: f64) -> Duration {
+    backoff_capped(attempt, unit, CAP)
+}
+
+/// As [`backoff`], with the ceiling capped at `cap` instead of [`CAP`].
+pub fn backoff_capped(attempt: u32, unit: f64, cap: Duration) -> Duration {
     let ceiling = BASE
         .saturating_mul(
             1u32.checked_shl(attempt.saturating_sub(1).min(20))
                 .unwrap_or(u32::MAX),
         )
-        .min(CAP);
+        .min(cap);
     ceiling.mul_f64(unit.clamp(0.0, 1.0))
 }
 
@@ -31,6 +36,15 @@ mod tests {
         assert_eq!(backoff(9, 1.0), Duration::from_millis(25_600));
         assert_eq!(backoff(10, 1.0), CAP);
         assert_eq!(backoff(u32::MAX, 1.0), CAP);
+        let five_min = Duration::from_secs(300);
+        assert_eq!(
+            backoff_capped(13, 1.0, five_min),
+            Duration::from_millis(409_600).min(five_min)
+        );
+        assert_eq!(
+            backoff_capped(12, 1.0, five_min),
+            Duration::from_millis(204_800)
+        );
     }
 
     #[test]
