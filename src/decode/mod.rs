@@ -59,10 +59,23 @@ pub fn sniff(payload: &[u8]) -> Result<Format, Rejection> {
 
 /// Decodes a payload of the default layout. `received_ns` resolves SenML relative times.
 pub fn decode(payload: &[u8], received_ns: i64) -> Result<Vec<RawPoint<'_>>, Rejection> {
-    match sniff(payload)? {
+    let decoded = sniff(payload).and_then(|format| match format {
         Format::JsonObject => json::decode_object(payload).map(|p| vec![p]),
         Format::SenmlJson => senml::decode_json(payload, received_ns),
-    }
+    });
+    // JSON is UTF-8: when the text is not, say that rather than "not JSON". Checked only on
+    // failure, so valid traffic pays nothing for it.
+    decoded.map_err(|e| match (e.reason, std::str::from_utf8(payload)) {
+        (Reason::NotJson, Err(bad)) => Rejection::new(
+            Reason::NotUtf8,
+            format!(
+                "the payload is not UTF-8 text: invalid byte 0x{:02x} at offset {}",
+                payload[bad.valid_up_to()],
+                bad.valid_up_to()
+            ),
+        ),
+        _ => e,
+    })
 }
 
 fn describe_byte(b: u8) -> String {
@@ -101,5 +114,21 @@ mod tests {
         assert_eq!(e.reason, Reason::NotJson);
         assert!(e.message.contains("'1'"), "{}", e.message);
         assert!(sniff(b"\xff\xfe").unwrap_err().message.contains("0xff"));
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_named_so() {
+        let e = decode(b"{\"pm2_5\":1,\"x\xc3\x28\":2}", 0).unwrap_err();
+        assert_eq!(e.reason, Reason::NotUtf8);
+        assert_eq!(
+            e.message,
+            "the payload is not UTF-8 text: invalid byte 0xc3 at offset 13"
+        );
+        assert_eq!(decode(b"\xff\xfe", 0).unwrap_err().reason, Reason::NotUtf8);
+        // Valid UTF-8 that is not JSON stays not_json.
+        assert_eq!(
+            decode("{\"pm2_5\":1,}".as_bytes(), 0).unwrap_err().reason,
+            Reason::NotJson
+        );
     }
 }
