@@ -46,6 +46,7 @@ pub async fn run_batcher(
     let received = metrics::counter!("qala_messages_received_total");
     let mut seq = 0u64;
     let mut draining = false;
+    let mut log_limit = LogLimit::new(DEAD_LETTER_LOGS_PER_WINDOW, LOG_WINDOW);
     loop {
         let first = if draining {
             input.try_recv().ok()
@@ -67,12 +68,12 @@ pub async fn run_batcher(
         };
         let mut rejected: BTreeMap<Reason, u64> = BTreeMap::new();
         let mut n = 1u64;
-        add(&mut batch, first, &policy, &mut rejected);
+        add(&mut batch, first, &policy, &mut rejected, &mut log_limit);
         while (n as usize) < batch_size {
             match input.try_recv() {
                 Ok(d) => {
                     n += 1;
-                    add(&mut batch, d, &policy, &mut rejected);
+                    add(&mut batch, d, &policy, &mut rejected, &mut log_limit);
                 }
                 Err(_) => break,
             }
@@ -103,14 +104,73 @@ pub async fn run_batcher(
     tracing::debug!(batches = seq, "batcher finished");
 }
 
-fn add(batch: &mut Batch, d: Delivery, policy: &Policy, rejected: &mut BTreeMap<Reason, u64>) {
+/// Dead letters logged one by one per window; the rest are summed up in one line.
+const DEAD_LETTER_LOGS_PER_WINDOW: u32 = 20;
+const LOG_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A log-flood guard: `allow` is true for the first `limit` events of each window; the
+/// events it suppressed are reported when the next window opens.
+pub struct LogLimit {
+    limit: u32,
+    window: std::time::Duration,
+    opened: std::time::Instant,
+    logged: u32,
+    suppressed: u64,
+}
+
+impl LogLimit {
+    pub fn new(limit: u32, window: std::time::Duration) -> Self {
+        LogLimit {
+            limit,
+            window,
+            opened: std::time::Instant::now(),
+            logged: 0,
+            suppressed: 0,
+        }
+    }
+
+    /// Whether this event may be logged at `now`; returns as well how many were suppressed in
+    /// the window that just closed (0 if none, or if the window is still open).
+    pub fn allow(&mut self, now: std::time::Instant) -> (bool, u64) {
+        let mut closed = 0;
+        if now.duration_since(self.opened) >= self.window {
+            closed = std::mem::take(&mut self.suppressed);
+            self.opened = now;
+            self.logged = 0;
+        }
+        if self.logged < self.limit {
+            self.logged += 1;
+            (true, closed)
+        } else {
+            self.suppressed += 1;
+            (false, closed)
+        }
+    }
+}
+
+fn add(
+    batch: &mut Batch,
+    d: Delivery,
+    policy: &Policy,
+    rejected: &mut BTreeMap<Reason, u64>,
+    log_limit: &mut LogLimit,
+) {
     match normalize::process(&d.topic, &d.payload, d.received_ns, policy) {
         Ok(readings) => batch.readings.extend(readings),
         Err(mut rejection) => {
-            tracing::warn!(
-                topic = %d.topic, reason = rejection.reason.as_str(), bytes = d.payload.len(),
-                "{}; dead-lettered", rejection.message
-            );
+            let (log, suppressed) = log_limit.allow(std::time::Instant::now());
+            if suppressed > 0 {
+                tracing::warn!(
+                    suppressed,
+                    "more dead letters were not logged one by one (see qala_messages_rejected_total and the dead_letters table)"
+                );
+            }
+            if log {
+                tracing::warn!(
+                    topic = %d.topic, reason = rejection.reason.as_str(), bytes = d.payload.len(),
+                    "{}; dead-lettered", rejection.message
+                );
+            }
             *rejected.entry(rejection.reason).or_default() += 1;
             let mut payload = d.payload;
             if rejection.reason == Reason::TooLarge {
@@ -216,5 +276,25 @@ impl AckQueue {
             }
             self.waiting.pop_front();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn log_limit_lets_a_few_through_per_window_and_counts_the_rest() {
+        let t0 = Instant::now();
+        let mut l = LogLimit::new(2, Duration::from_secs(10));
+        assert_eq!(l.allow(t0), (true, 0));
+        assert_eq!(l.allow(t0), (true, 0));
+        assert_eq!(l.allow(t0 + Duration::from_secs(1)), (false, 0));
+        assert_eq!(l.allow(t0 + Duration::from_secs(2)), (false, 0));
+        // The next window opens: the two suppressed are reported, and logging resumes.
+        assert_eq!(l.allow(t0 + Duration::from_secs(11)), (true, 2));
+        assert_eq!(l.allow(t0 + Duration::from_secs(12)), (true, 0));
+        assert_eq!(l.allow(t0 + Duration::from_secs(13)), (false, 0));
     }
 }
