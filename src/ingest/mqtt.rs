@@ -198,6 +198,7 @@ async fn drive(
     // the queue is full it is queued again after the next event, which frees a slot.
     let mut subscribe_pending = false;
     let mut pipeline_gone = false;
+    let received = metrics::counter!("qala_messages_received_total");
     loop {
         if subscribe_pending {
             match session.client.try_subscribe_many(filters.clone()) {
@@ -213,6 +214,7 @@ async fn drive(
                 if *phase.borrow() != Phase::Running {
                     continue; // not forwarded, never acked: the broker keeps it for next time
                 }
+                received.increment(1);
                 let ack = (p.qos != QoS::AtMostOnce).then(|| AckToken {
                     session: session.index,
                     generation: session.generation.load(Ordering::Acquire),

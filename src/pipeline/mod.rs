@@ -43,7 +43,6 @@ pub async fn run_batcher(
     mut phase: watch::Receiver<Phase>,
     mut abort: watch::Receiver<bool>,
 ) {
-    let received = metrics::counter!("qala_messages_received_total");
     let mut seq = 0u64;
     let mut draining = false;
     let mut log_limit = LogLimit::new(DEAD_LETTER_LOGS_PER_WINDOW, LOG_WINDOW);
@@ -78,7 +77,6 @@ pub async fn run_batcher(
                 Err(_) => break,
             }
         }
-        received.increment(n);
         for (reason, count) in rejected {
             metrics::counter!("qala_messages_rejected_total", "reason" => reason.as_str())
                 .increment(count);
