@@ -35,11 +35,7 @@ pub fn decode_object(payload: &[u8]) -> Result<RawPoint<'_>, Rejection> {
                 format!("{name} is given twice"),
             ));
         }
-        values.push(RawValue {
-            name,
-            unit: None,
-            value,
-        });
+        values.push(RawValue::number(name, None, value));
     }
     for (name, unit) in obj.units {
         match values.iter_mut().find(|v| v.name == name) {
@@ -52,7 +48,7 @@ pub fn decode_object(payload: &[u8]) -> Result<RawPoint<'_>, Rejection> {
             }
         }
     }
-    Ok(RawPoint { time, values })
+    Ok(RawPoint::new(time, values))
 }
 
 /// `ts` as RFC 3339 or epoch milliseconds → ns since the epoch.
@@ -238,6 +234,7 @@ impl<'de> Deserialize<'de> for Field<'de> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::RawData;
 
     fn names(p: &RawPoint<'_>) -> Vec<(String, Option<String>, f64)> {
         p.values
@@ -246,7 +243,10 @@ mod tests {
                 (
                     v.name.to_string(),
                     v.unit.as_ref().map(|u| u.to_string()),
-                    v.value,
+                    match v.value {
+                        RawData::Number(x) => x,
+                        ref other => panic!("not a number: {other:?}"),
+                    },
                 )
             })
             .collect()

@@ -19,19 +19,74 @@ pub enum RawTime {
     UnixNs(i64),
 }
 
+/// A value as the payload gave it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawData<'a> {
+    Number(f64),
+    Bool(bool),
+    Text(Cow<'a, str>),
+    /// Opaque data (SenML `vd`, base64 text as given).
+    Data(Cow<'a, str>),
+}
+
+impl RawData<'_> {
+    /// What kind of value this is, for messages: "a number", "a boolean", ...
+    pub fn describe(&self) -> &'static str {
+        match self {
+            RawData::Number(_) => "a number",
+            RawData::Bool(_) => "a boolean",
+            RawData::Text(_) => "text",
+            RawData::Data(_) => "opaque data",
+        }
+    }
+}
+
 /// One named value with the unit the device used (None: canonical).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawValue<'a> {
     pub name: Cow<'a, str>,
     pub unit: Option<Cow<'a, str>>,
-    pub value: f64,
+    pub value: RawData<'a>,
+}
+
+impl<'a> RawValue<'a> {
+    /// A number in the canonical unit or in `unit`.
+    pub fn number(name: impl Into<Cow<'a, str>>, unit: Option<Cow<'a, str>>, v: f64) -> Self {
+        RawValue {
+            name: name.into(),
+            unit,
+            value: RawData::Number(v),
+        }
+    }
+}
+
+/// Whose values these are, as far as the payload says. Each `None` is taken from the route's
+/// topic template or its fixed values instead.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RawIdent<'a> {
+    pub kind: Option<Cow<'a, str>>,
+    pub city: Option<Cow<'a, str>>,
+    pub district: Option<Cow<'a, str>>,
+    pub sensor_id: Option<Cow<'a, str>>,
 }
 
 /// The values a device reported for one instant.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawPoint<'a> {
     pub time: RawTime,
+    pub ident: RawIdent<'a>,
     pub values: Vec<RawValue<'a>>,
+}
+
+impl<'a> RawPoint<'a> {
+    /// A point of the topic's sensor.
+    pub fn new(time: RawTime, values: Vec<RawValue<'a>>) -> Self {
+        RawPoint {
+            time,
+            ident: RawIdent::default(),
+            values,
+        }
+    }
 }
 
 /// Payload formats of the default layout.

@@ -195,21 +195,16 @@ fn to_points(records: Vec<Resolved<'_>>) -> Result<Vec<RawPoint<'_>>, Rejection>
         }
         let time_ns = seconds_to_ns(r.time)?;
         if r.time != last_time || points.is_empty() {
-            points.push(RawPoint {
-                time: RawTime::UnixNs(time_ns),
-                values: Vec::new(),
-            });
+            points.push(RawPoint::new(RawTime::UnixNs(time_ns), Vec::new()));
             last_time = r.time;
         }
         let point = points.last_mut().expect("pushed above");
         if point.values.iter().any(|v| v.name == metric) {
             return Err(bad(format!("{metric} is given twice for the same time")));
         }
-        point.values.push(RawValue {
-            name: Cow::Owned(metric.to_owned()),
-            unit: r.unit,
-            value,
-        });
+        point
+            .values
+            .push(RawValue::number(metric.to_owned(), r.unit, value));
     }
     Ok(points)
 }
@@ -315,6 +310,7 @@ impl<'de> Deserialize<'de> for Record<'de> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::RawData;
 
     const NOW: f64 = 1_700_000_000.0;
 
@@ -405,7 +401,7 @@ mod tests {
         assert_eq!(pts[0].values[0].name, "pm2_5");
         assert_eq!(pts[0].values[1].name, "pm10");
         assert_eq!(pts[1].time, RawTime::UnixNs(1_700_000_060_000_000_000));
-        assert_eq!(pts[1].values[0].value, 13.0);
+        assert_eq!(pts[1].values[0].value, RawData::Number(13.0));
         // `u` does not carry forward (only `bu` does): no unit means canonical
         assert_eq!(pts[1].values[0].unit, None);
     }

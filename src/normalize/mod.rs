@@ -103,13 +103,8 @@ pub fn normalise(
                     ),
                 )
             })?;
-            if !raw.value.is_finite() {
-                return Err(Rejection::new(
-                    Reason::BadValue,
-                    format!("{} is {}, not a finite number", raw.name, raw.value),
-                ));
-            }
-            let v = units::to_canonical(raw.value, raw.unit.as_deref(), def, ctx)
+            let number = number_of(raw)?;
+            let v = units::to_canonical(number, raw.unit.as_deref(), def, ctx)
                 .map_err(|e| Rejection::new(Reason::BadUnit, e.0))?;
             check_range(def, v)?;
             values.push((def, v));
@@ -132,7 +127,7 @@ fn canonical_value(sensor: &SensorRef, raw: &decode::RawValue<'_>) -> Result<f64
         )
     })?;
     let v = units::to_canonical(
-        raw.value,
+        number_of(raw)?,
         raw.unit.as_deref(),
         def,
         units::Context::default(),
@@ -140,6 +135,21 @@ fn canonical_value(sensor: &SensorRef, raw: &decode::RawValue<'_>) -> Result<f64
     .map_err(|e| Rejection::new(Reason::BadUnit, e.0))?;
     check_range(def, v)?;
     Ok(v)
+}
+
+/// The finite number a value must be (every catalog metric is numeric).
+fn number_of(raw: &decode::RawValue<'_>) -> Result<f64, Rejection> {
+    match &raw.value {
+        decode::RawData::Number(v) if v.is_finite() => Ok(*v),
+        decode::RawData::Number(v) => Err(Rejection::new(
+            Reason::BadValue,
+            format!("{} is {v}, not a finite number", raw.name),
+        )),
+        other => Err(Rejection::new(
+            Reason::BadValue,
+            format!("{} is {}; it must be a number", raw.name, other.describe()),
+        )),
+    }
 }
 
 fn check_range(def: &catalog::MetricDef, v: f64) -> Result<(), Rejection> {
