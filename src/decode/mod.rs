@@ -5,6 +5,7 @@
 
 pub mod json;
 pub mod senml;
+pub mod senml_cbor;
 
 use std::borrow::Cow;
 
