@@ -4,6 +4,8 @@
 //! The default topic layout carries a JSON object or a SenML pack, told apart by the first byte.
 
 pub mod json;
+pub mod line;
+pub mod mapped;
 pub mod senml;
 pub mod senml_cbor;
 
