@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::normalize::{MissingTimestamp, Policy};
+use crate::ingest::route::{check_filter, RouteSettings, Routes};
+use crate::model::Kind;
+use crate::normalize::{catalog, MissingTimestamp, Policy};
 
 /// The default config file, relative to the working directory.
 pub const DEFAULT_PATH: &str = "config/default.toml";
@@ -41,6 +43,9 @@ pub struct Settings {
     pub http: HttpSettings,
     pub validation: ValidationSettings,
     pub pipeline: PipelineSettings,
+    /// `[[routes]]`, in match order; none: the default layout `city/{city}/{district}/{kind}/{sensor_id}`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteSettings>,
 }
 
 /// `[mqtt]`: the broker Qala subscribes to.
@@ -54,8 +59,8 @@ pub struct MqttSettings {
     pub username: Option<String>,
     pub password: Option<String>,
     pub password_file: Option<PathBuf>,
-    /// Subscription filters (`+`, `#`, `$share/<group>/...`). In the environment: one
-    /// comma-separated string (`QALA__MQTT__TOPICS=city/#,tele/+/SENSOR`).
+    /// Subscription filters (`+`, `#`, `$share/<group>/...`). Empty (the default): every route's
+    /// filter. In the environment: one comma-separated string (`QALA__MQTT__TOPICS=a/#,b/#`).
     #[serde(deserialize_with = "string_or_list")]
     pub topics: Vec<String>,
     /// 0 or 1. QoS 1 with manual acks is the delivery guarantee; 0 gives it up.
@@ -85,7 +90,7 @@ impl Default for MqttSettings {
             username: None,
             password: None,
             password_file: None,
-            topics: vec!["city/#".into()],
+            topics: Vec::new(),
             qos: 1,
             keep_alive: Duration::from_secs(30),
             max_packet_size: 1 << 20,
@@ -211,6 +216,11 @@ pub struct ValidationSettings {
     #[serde(with = "human_duration")]
     pub max_age: Duration,
     pub missing_timestamp: MissingTimestamp,
+    /// Physical ranges replacing the catalog's: `"kind.metric" = [min, max]` in canonical units.
+    pub ranges: std::collections::BTreeMap<String, [f64; 2]>,
+    /// How many recent (sensor, metric, time, value) keys are remembered to drop repeats before
+    /// the sinks; 0 turns it off.
+    pub dedup_capacity: usize,
 }
 
 impl Default for ValidationSettings {
@@ -219,6 +229,8 @@ impl Default for ValidationSettings {
             max_future_skew: Duration::from_secs(300),
             max_age: Duration::from_secs(3650 * 86_400),
             missing_timestamp: MissingTimestamp::Reject,
+            ranges: std::collections::BTreeMap::new(),
+            dedup_capacity: 100_000,
         }
     }
 }
@@ -348,11 +360,10 @@ impl Settings {
                 "must not be empty: the broker keeps the session under it",
             ));
         }
+        let routes = Routes::compile(&self.routes).map_err(|(key, why)| key_err(&key, why))?;
+        let m = &mut self.mqtt;
         if m.topics.is_empty() {
-            return Err(key_err(
-                "mqtt.topics",
-                "give at least one filter, e.g. [\"city/#\"]",
-            ));
+            m.topics = routes.subscriptions().to_vec();
         }
         for t in &m.topics {
             check_filter(t).map_err(|why| key_err("mqtt.topics", format!("{t:?} {why}")))?;
@@ -533,6 +544,18 @@ impl Settings {
         if self.pipeline.batch_size == 0 {
             return Err(key_err("pipeline.batch_size", "must be at least 1"));
         }
+        for (key, [min, max]) in &self.validation.ranges {
+            let full = format!("validation.ranges.{key}");
+            range_key(key).map_err(|why| key_err(&full, why))?;
+            if !(min.is_finite() && max.is_finite() && min < max) {
+                return Err(key_err(
+                    &full,
+                    format!(
+                        "[{min}, {max}] must be two finite numbers, the first below the second"
+                    ),
+                ));
+            }
+        }
         if self.pipeline.queue == 0 {
             return Err(key_err("pipeline.queue", "must be at least 1"));
         }
@@ -546,7 +569,21 @@ impl Settings {
             max_future_skew_ns: duration_ns(self.validation.max_future_skew),
             max_age_ns: duration_ns(self.validation.max_age),
             missing_timestamp: self.validation.missing_timestamp,
+            ranges: self
+                .validation
+                .ranges
+                .iter()
+                .filter_map(|(key, [min, max])| {
+                    let (kind, def) = range_key(key).ok()?;
+                    Some(((kind, def.name), (*min, *max)))
+                })
+                .collect(),
         }
+    }
+
+    /// The routes, compiled (validated at load).
+    pub fn routes(&self) -> Routes {
+        Routes::compile(&self.routes).unwrap_or_else(|_| Routes::default_layout())
     }
 
     /// The effective config as TOML, secrets masked.
@@ -619,26 +656,22 @@ fn parse_addr(key: &str, text: &str) -> Result<SocketAddr, ConfigError> {
 }
 
 /// MQTT 3.1.1 §4.7: `#` last and alone in its level, `+` alone in its level.
-fn check_filter(filter: &str) -> Result<(), &'static str> {
-    if filter.is_empty() {
-        return Err("is empty");
-    }
-    let levels: Vec<&str> = filter.split('/').collect();
-    for (i, level) in levels.iter().enumerate() {
-        if level.contains('#') && (*level != "#" || i != levels.len() - 1) {
-            return Err("uses '#' other than as the whole last level");
-        }
-        if level.contains('+') && *level != "+" {
-            return Err("uses '+' other than as a whole level");
-        }
-    }
-    if let Some(rest) = filter.strip_prefix("$share/") {
-        match rest.split_once('/') {
-            Some((group, f)) if !group.is_empty() && !f.is_empty() => {}
-            _ => return Err("is not $share/<group>/<filter>"),
-        }
-    }
-    Ok(())
+/// `"air.pm2_5"` → the kind and the catalog's metric.
+fn range_key(key: &str) -> Result<(Kind, &'static catalog::MetricDef), String> {
+    let (kind, metric) = key
+        .split_once('.')
+        .ok_or_else(|| format!("{key:?} is not \"kind.metric\" (e.g. \"air.pm2_5\")"))?;
+    let kind: Kind = kind.parse().map_err(|()| {
+        format!("{kind:?} is not a kind (known: air, traffic, water, heat, power, gas)")
+    })?;
+    let def = catalog::lookup(kind, metric).ok_or_else(|| {
+        let known: Vec<&str> = catalog::metrics_of(kind).iter().map(|d| d.name).collect();
+        format!(
+            "{metric:?} is not a metric of {kind} (known: {})",
+            known.join(", ")
+        )
+    })?;
+    Ok((kind, def))
 }
 
 fn resolve_secret(
@@ -676,6 +709,10 @@ fn check_known_keys(cfg: &config::Config) -> Result<(), ConfigError> {
         .try_deserialize()
         .map_err(|e| ConfigError::Load(e.to_string()))?;
     for (section, value) in given {
+        if section == "routes" {
+            // An array of tables: serde refuses unknown keys in each route, naming the key.
+            continue;
+        }
         let Some(section_schema) = schema.get(&section) else {
             let known: BTreeSet<&str> = schema
                 .as_object()
@@ -888,6 +925,47 @@ mod tests {
         assert_eq!(s.mqtt.password.as_deref(), Some("pw"));
         assert_eq!(s.influxdb.token.as_deref(), Some("tok"));
         assert!(mqtt_url(&s.mqtt.url).expect("url").tls);
+
+        // The routes example loads on its own; its filters become the subscriptions.
+        let s = Settings::load_from(Some(&root.join("config/routes.example.toml")), vec![])
+            .expect("routes.example.toml");
+        assert_eq!(s.routes.len(), 6);
+        assert_eq!(
+            s.mqtt.topics,
+            [
+                "city/#",
+                "application/+/device/+/event/up",
+                "tele/+/SENSOR",
+                "v1/devices/+/telemetry",
+                "lp/+",
+                "plain/#"
+            ]
+        );
+    }
+
+    #[test]
+    fn route_errors_name_the_route_and_key() {
+        let e = err_of(
+            "[[routes]]\nfilter = \"a/#\"\ntemplate = \"a/{nope}\"\n",
+            &[],
+        );
+        assert!(e.contains("`routes[0].template`"), "{e}");
+        let e = err_of(
+            "[[routes]]\nfilter = \"a/#\"\nkind = \"air\"\nfromat = \"json\"\n",
+            &[],
+        );
+        assert!(e.contains("fromat"), "{e}");
+        let e = err_of("[validation.ranges]\n\"air.pm25\" = [0, 10]\n", &[]);
+        assert!(
+            e.contains("`validation.ranges.air.pm25`") && e.contains("pm2_5"),
+            "{e}"
+        );
+        let e = err_of("[validation.ranges]\n\"air.pm2_5\" = [10, 0]\n", &[]);
+        assert!(e.contains("validation.ranges.air.pm2_5"), "{e}");
+        let s = load_str("[validation.ranges]\n\"air.pm2_5\" = [0, 500]\n", &[]).expect("valid");
+        let p = s.policy();
+        let def = catalog::lookup(Kind::Air, "pm2_5").expect("pm2_5");
+        assert_eq!(p.range(Kind::Air, def), (0.0, 500.0));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::api::{self, ApiState};
 use crate::broker::{self, BrokerError, EmbeddedBroker};
 use crate::config::{ConfigError, Settings};
 use crate::ingest::mqtt::{self, Phase, SessionHandle};
+use crate::normalize::Normaliser;
 use crate::pipeline::{self, Batch};
 use crate::sink::influx::InfluxSink;
 use crate::sink::sqlite::SqliteSink;
@@ -148,7 +149,11 @@ impl Gateway {
             "batcher",
             pipeline::run_batcher(
                 deliveries_rx,
-                settings.policy(),
+                Normaliser::new(
+                    settings.routes(),
+                    settings.policy(),
+                    settings.validation.dedup_capacity,
+                ),
                 settings.pipeline.batch_size,
                 sink_inputs,
                 acker_tx,

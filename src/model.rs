@@ -160,10 +160,11 @@ pub enum Reason {
     OutOfRange,
     BadUnit,
     BadSenml,
+    NoRoute,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 17] = [
         Reason::EmptyPayload,
         Reason::TooLarge,
         Reason::NotUtf8,
@@ -180,6 +181,7 @@ impl Reason {
         Reason::OutOfRange,
         Reason::BadUnit,
         Reason::BadSenml,
+        Reason::NoRoute,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -200,6 +202,7 @@ impl Reason {
             Reason::OutOfRange => "out_of_range",
             Reason::BadUnit => "bad_unit",
             Reason::BadSenml => "bad_senml",
+            Reason::NoRoute => "no_route",
         }
     }
 }

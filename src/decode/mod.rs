@@ -11,6 +11,7 @@ pub mod senml_cbor;
 
 use std::borrow::Cow;
 
+use crate::ingest::route::{Format, Route};
 use crate::model::{Reason, Rejection};
 
 /// When a point was measured, as far as the payload says.
@@ -92,19 +93,16 @@ impl<'a> RawPoint<'a> {
     }
 }
 
-/// Payload formats of the default layout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    JsonObject,
-    SenmlJson,
-}
-
-/// Tells a JSON object from a SenML pack by the first non-blank byte.
-pub fn sniff(payload: &[u8]) -> Result<Format, Rejection> {
+/// What `auto` takes a payload for, by its first non-blank byte: `{` a JSON object (mapped when
+/// the route maps JSON), `[` a SenML pack (or a mapped array), a digit, sign or `.` a plain value
+/// when the route knows the metric.
+pub fn sniff(payload: &[u8], route: &Route, metric_known: bool) -> Result<Format, Rejection> {
     match payload.iter().find(|b| !b.is_ascii_whitespace()) {
         None => Err(Rejection::new(Reason::EmptyPayload, "the payload is empty")),
-        Some(b'{') => Ok(Format::JsonObject),
-        Some(b'[') => Ok(Format::SenmlJson),
+        Some(b'{') => Ok(Format::Json),
+        Some(b'[') if route.json.is_some() => Ok(Format::Json),
+        Some(b'[') => Ok(Format::Senml),
+        Some(b'0'..=b'9' | b'-' | b'+' | b'.') if metric_known => Ok(Format::Value),
         Some(&b) => Err(Rejection::new(
             Reason::NotJson,
             format!(
@@ -115,11 +113,29 @@ pub fn sniff(payload: &[u8]) -> Result<Format, Rejection> {
     }
 }
 
-/// Decodes a payload of the default layout. `received_ns` resolves SenML relative times.
-pub fn decode(payload: &[u8], received_ns: i64) -> Result<Vec<RawPoint<'_>>, Rejection> {
-    let decoded = sniff(payload).and_then(|format| match format {
-        Format::JsonObject => json::decode_object(payload).map(|p| vec![p]),
-        Format::SenmlJson => senml::decode_json(payload, received_ns),
+/// Decodes a payload the way its route says. `received_ns` resolves SenML relative times;
+/// `metric` and `unit` are a plain value's (from the topic or the route).
+pub fn decode<'a>(
+    payload: &'a [u8],
+    route: &Route,
+    metric: Option<&'a str>,
+    unit: Option<&'a str>,
+    received_ns: i64,
+) -> Result<Vec<RawPoint<'a>>, Rejection> {
+    let format = match route.format {
+        Format::Auto => sniff(payload, route, metric.is_some()),
+        f => Ok(f),
+    };
+    let decoded = format.and_then(|format| match format {
+        Format::Json => match &route.json {
+            Some(mapping) => mapping.decode(payload),
+            None => json::decode_object(payload).map(|p| vec![p]),
+        },
+        Format::Senml => senml::decode_json(payload, received_ns, &route.senml),
+        Format::SenmlCbor => senml_cbor::decode_cbor(payload, received_ns, &route.senml),
+        Format::Line => line::decode(payload, &route.line),
+        Format::Value => plain_value(payload, metric, unit),
+        Format::Auto => unreachable!("sniff decides"),
     });
     // JSON is UTF-8: when the text is not, say that rather than "not JSON". Checked only on
     // failure, so valid traffic pays nothing for it.
@@ -134,6 +150,51 @@ pub fn decode(payload: &[u8], received_ns: i64) -> Result<Vec<RawPoint<'_>>, Rej
         ),
         _ => e,
     })
+}
+
+/// A payload that is one number (surrounding blanks allowed), named by the topic or the route.
+pub fn plain_value<'a>(
+    payload: &'a [u8],
+    metric: Option<&'a str>,
+    unit: Option<&'a str>,
+) -> Result<Vec<RawPoint<'a>>, Rejection> {
+    let Some(metric) = metric else {
+        return Err(Rejection::new(
+            Reason::BadShape,
+            "a plain value needs its metric: {metric} in the route's template, or metric in the route",
+        ));
+    };
+    let text = std::str::from_utf8(payload)
+        .map_err(|e| {
+            Rejection::new(
+                Reason::NotUtf8,
+                format!(
+                    "a plain value must be UTF-8 text: invalid byte at offset {}",
+                    e.valid_up_to()
+                ),
+            )
+        })?
+        .trim();
+    if text.is_empty() {
+        return Err(Rejection::new(Reason::EmptyPayload, "the payload is empty"));
+    }
+    let shown: String = text.chars().take(40).collect();
+    let v: f64 = text.parse().map_err(|_| {
+        Rejection::new(
+            Reason::BadValue,
+            format!("{metric}: {shown:?} is not a number"),
+        )
+    })?;
+    if !v.is_finite() {
+        return Err(Rejection::new(
+            Reason::BadValue,
+            format!("{metric}: {shown:?} is not a finite number"),
+        ));
+    }
+    Ok(vec![RawPoint::new(
+        RawTime::Absent,
+        vec![RawValue::number(metric, unit.map(Cow::Borrowed), v)],
+    )])
 }
 
 fn describe_byte(b: u8) -> String {
@@ -162,30 +223,77 @@ pub(crate) fn json_rejection(e: serde_json::Error, what: &str) -> Rejection {
 mod tests {
     use super::*;
 
+    fn default_route() -> Route {
+        crate::ingest::route::Routes::default_layout().routes()[0].clone()
+    }
+
+    fn dec(payload: &[u8]) -> Result<Vec<RawPoint<'_>>, Rejection> {
+        decode(payload, &default_route(), None, None, 0)
+    }
+
     #[test]
     fn sniff_tells_formats_apart_by_first_byte() {
-        assert_eq!(sniff(b"  {\"a\":1}"), Ok(Format::JsonObject));
-        assert_eq!(sniff(b"\n[{}]"), Ok(Format::SenmlJson));
-        assert_eq!(sniff(b"   ").unwrap_err().reason, Reason::EmptyPayload);
-        assert_eq!(sniff(b"").unwrap_err().reason, Reason::EmptyPayload);
-        let e = sniff(b"12.5").unwrap_err();
+        let r = default_route();
+        assert_eq!(sniff(b"  {\"a\":1}", &r, false), Ok(Format::Json));
+        assert_eq!(sniff(b"\n[{}]", &r, false), Ok(Format::Senml));
+        assert_eq!(
+            sniff(b"   ", &r, false).unwrap_err().reason,
+            Reason::EmptyPayload
+        );
+        assert_eq!(
+            sniff(b"", &r, false).unwrap_err().reason,
+            Reason::EmptyPayload
+        );
+        let e = sniff(b"12.5", &r, false).unwrap_err();
         assert_eq!(e.reason, Reason::NotJson);
         assert!(e.message.contains("'1'"), "{}", e.message);
-        assert!(sniff(b"\xff\xfe").unwrap_err().message.contains("0xff"));
+        // With a metric from the topic or route, a number is a plain value.
+        assert_eq!(sniff(b" -12.5", &r, true), Ok(Format::Value));
+        assert!(sniff(b"\xff\xfe", &r, false)
+            .unwrap_err()
+            .message
+            .contains("0xff"));
+    }
+
+    #[test]
+    fn plain_values_are_one_finite_number() {
+        let pts = plain_value(b" 21.5\n", Some("temperature"), Some("Cel")).expect("valid");
+        assert_eq!(pts[0].time, RawTime::Absent);
+        assert_eq!(
+            pts[0].values,
+            vec![RawValue::number("temperature", Some("Cel".into()), 21.5)]
+        );
+        for (payload, reason) in [
+            (&b"abc"[..], Reason::BadValue),
+            (b"NaN", Reason::BadValue),
+            (b"inf", Reason::BadValue),
+            (b"1 2", Reason::BadValue),
+            (b"  ", Reason::EmptyPayload),
+            (b"\xff", Reason::NotUtf8),
+        ] {
+            assert_eq!(
+                plain_value(payload, Some("v"), None).unwrap_err().reason,
+                reason
+            );
+        }
+        assert_eq!(
+            plain_value(b"1", None, None).unwrap_err().reason,
+            Reason::BadShape
+        );
     }
 
     #[test]
     fn bytes_that_are_not_utf8_are_named_so() {
-        let e = decode(b"{\"pm2_5\":1,\"x\xc3\x28\":2}", 0).unwrap_err();
+        let e = dec(b"{\"pm2_5\":1,\"x\xc3\x28\":2}").unwrap_err();
         assert_eq!(e.reason, Reason::NotUtf8);
         assert_eq!(
             e.message,
             "the payload is not UTF-8 text: invalid byte 0xc3 at offset 13"
         );
-        assert_eq!(decode(b"\xff\xfe", 0).unwrap_err().reason, Reason::NotUtf8);
+        assert_eq!(dec(b"\xff\xfe").unwrap_err().reason, Reason::NotUtf8);
         // Valid UTF-8 that is not JSON stays not_json.
         assert_eq!(
-            decode("{\"pm2_5\":1,}".as_bytes(), 0).unwrap_err().reason,
+            dec("{\"pm2_5\":1,}".as_bytes()).unwrap_err().reason,
             Reason::NotJson
         );
     }

@@ -1,6 +1,6 @@
-//! Ingest: MQTT subscriber sessions and the topic layout.
+//! Ingest: MQTT subscriber sessions, and routes from topics to sensors and formats.
 
 pub mod mqtt;
-pub mod topic;
+pub mod route;
 
 pub use mqtt::{AckToken, Delivery};

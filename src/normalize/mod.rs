@@ -2,11 +2,15 @@
 //! the timestamp policy. Pure: no I/O, no clock (the receive time is an argument).
 
 pub mod catalog;
+pub mod dedup;
 pub mod units;
 
-use crate::decode::{self, RawPoint, RawTime};
-use crate::ingest::topic;
-use crate::model::{Reading, Reason, Rejection, SensorRef, TimeSource};
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use crate::decode::{self, RawIdent, RawPoint, RawTime};
+use crate::ingest::route::{Captures, Route, Routes};
+use crate::model::{Kind, Reading, Reason, Rejection, SensorRef, TimeSource};
 
 /// What to do with a reading that carries no time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -28,6 +32,8 @@ pub struct Policy {
     /// How far behind the receive time a reading may be, ns.
     pub max_age_ns: i64,
     pub missing_timestamp: MissingTimestamp,
+    /// Physical ranges that replace the catalog's, per (kind, metric).
+    pub ranges: BTreeMap<(Kind, &'static str), (f64, f64)>,
 }
 
 impl Default for Policy {
@@ -37,13 +43,74 @@ impl Default for Policy {
             max_future_skew_ns: 300 * 1_000_000_000,
             max_age_ns: 3650 * 86_400 * 1_000_000_000,
             missing_timestamp: MissingTimestamp::Reject,
+            ranges: BTreeMap::new(),
         }
     }
 }
 
-/// The whole pure path for one message of the default layout: topic → sensor, payload → points,
-/// points → readings. The message is the unit of acceptance: any refusal refuses all of it.
+impl Policy {
+    /// The accepted range of a metric of a kind: configured, else the catalog's.
+    pub fn range(&self, kind: Kind, def: &catalog::MetricDef) -> (f64, f64) {
+        self.ranges
+            .get(&(kind, def.name))
+            .copied()
+            .unwrap_or((def.min, def.max))
+    }
+}
+
+/// The normalise stage as the pipeline runs it: routes and policy, and the memory of recent
+/// values that drops exact repeats.
+#[derive(Debug)]
+pub struct Normaliser {
+    routes: Routes,
+    policy: Policy,
+    dedup: dedup::Dedup,
+}
+
+impl Normaliser {
+    pub fn new(routes: Routes, policy: Policy, dedup_capacity: usize) -> Normaliser {
+        Normaliser {
+            routes,
+            policy,
+            dedup: dedup::Dedup::new(dedup_capacity),
+        }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// One message → its readings (repeats removed, counted in `duplicates`), or the reason it
+    /// is refused.
+    pub fn process(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        received_ns: i64,
+        duplicates: &mut u64,
+    ) -> Result<Vec<Reading>, Rejection> {
+        let mut readings = process_routed(&self.routes, topic, payload, received_ns, &self.policy)?;
+        *duplicates += self.dedup.filter(&mut readings);
+        Ok(readings)
+    }
+}
+
+/// The whole pure path for one message of the default layout (see [`process_routed`]).
 pub fn process(
+    topic_name: &str,
+    payload: &[u8],
+    received_ns: i64,
+    policy: &Policy,
+) -> Result<Vec<Reading>, Rejection> {
+    static DEFAULT: OnceLock<Routes> = OnceLock::new();
+    let routes = DEFAULT.get_or_init(Routes::default_layout);
+    process_routed(routes, topic_name, payload, received_ns, policy)
+}
+
+/// The whole pure path for one message: topic → route → captures, payload → points, points →
+/// readings. The message is the unit of acceptance: any refusal refuses all of it.
+pub fn process_routed(
+    routes: &Routes,
     topic_name: &str,
     payload: &[u8],
     received_ns: i64,
@@ -59,21 +126,47 @@ pub fn process(
             ),
         ));
     }
-    let sensor = topic::parse(topic_name)?;
-    let points = decode::decode(payload, received_ns)?;
-    normalise(&sensor, points, received_ns, policy)
+    let route = routes.find(topic_name)?;
+    let caps = route.captures(topic_name)?;
+    let metric = caps.metric.or(route.fixed.metric.as_deref());
+    let points = decode::decode(
+        payload,
+        route,
+        metric,
+        route.fixed.unit.as_deref(),
+        received_ns,
+    )?;
+    let missing = route.missing_timestamp.unwrap_or(policy.missing_timestamp);
+    normalise(route, &caps, points, received_ns, policy, missing)
 }
 
-/// Raw points of one sensor → readings.
+/// Raw points → readings: identity from payload, topic and route (in that order), times by the
+/// policy, values in canonical units within their ranges.
 pub fn normalise(
-    sensor: &SensorRef,
+    route: &Route,
+    caps: &Captures<'_>,
     points: Vec<RawPoint<'_>>,
     received_ns: i64,
     policy: &Policy,
+    missing: MissingTimestamp,
 ) -> Result<Vec<Reading>, Rejection> {
     let mut readings = Vec::with_capacity(points.len());
+    // Most messages name one sensor, by the topic: build it once.
+    let mut topic_sensor: Option<SensorRef> = None;
     for point in points {
-        let (time_ns, time_source) = resolve_time(point.time, received_ns, policy)?;
+        let sensor = if point.ident == RawIdent::default() {
+            match &topic_sensor {
+                Some(s) => s.clone(),
+                None => {
+                    let s = identify(&point.ident, caps, route)?;
+                    topic_sensor = Some(s.clone());
+                    s
+                }
+            }
+        } else {
+            identify(&point.ident, caps, route)?
+        };
+        let (time_ns, time_source) = resolve_time(point.time, received_ns, policy, missing)?;
         if point.values.is_empty() {
             return Err(Rejection::new(
                 Reason::BadShape,
@@ -82,7 +175,7 @@ pub fn normalise(
         }
         // The interval first: counts per hour convert through it.
         let interval_s = match point.values.iter().find(|v| v.name == "interval") {
-            Some(iv) => Some(canonical_value(sensor, iv)?),
+            Some(iv) => Some(canonical_value(&sensor, iv, policy)?),
             None => None,
         };
         let ctx = units::Context { interval_s };
@@ -103,14 +196,23 @@ pub fn normalise(
                     ),
                 )
             })?;
+            if values
+                .iter()
+                .any(|(d, _): &(&catalog::MetricDef, f64)| d.name == def.name)
+            {
+                return Err(Rejection::new(
+                    Reason::BadShape,
+                    format!("{} is given twice for the same sensor and time", def.name),
+                ));
+            }
             let number = number_of(raw)?;
             let v = units::to_canonical(number, raw.unit.as_deref(), def, ctx)
                 .map_err(|e| Rejection::new(Reason::BadUnit, e.0))?;
-            check_range(def, v)?;
+            check_range(sensor.kind, def, v, policy)?;
             values.push((def, v));
         }
         readings.push(Reading {
-            sensor: sensor.clone(),
+            sensor,
             time_ns,
             time_source,
             values,
@@ -119,7 +221,78 @@ pub fn normalise(
     Ok(readings)
 }
 
-fn canonical_value(sensor: &SensorRef, raw: &decode::RawValue<'_>) -> Result<f64, Rejection> {
+/// Who a point belongs to: what the payload says, else the topic's levels, else the route's
+/// fixed values. Each of kind, city, district and sensor id must come from somewhere.
+fn identify(
+    ident: &RawIdent<'_>,
+    caps: &Captures<'_>,
+    route: &Route,
+) -> Result<SensorRef, Rejection> {
+    let pick = |what: &str,
+                payload: &Option<std::borrow::Cow<'_, str>>,
+                topic: Option<&str>,
+                fixed: &Option<String>| {
+        let v = payload
+            .as_deref()
+            .or(topic)
+            .or(fixed.as_deref())
+            .ok_or_else(|| {
+                Rejection::new(
+                    Reason::BadTopic,
+                    format!(
+                        "route {:?} names no {what}: not the payload, not the topic (template), not the route ({what} = \"...\")",
+                        route.name
+                    ),
+                )
+            })?;
+        if v.is_empty() || v.chars().any(char::is_control) {
+            return Err(Rejection::new(
+                Reason::BadShape,
+                format!("{what} {v:?} must be non-empty text without control characters"),
+            ));
+        }
+        Ok(v.to_owned())
+    };
+    let kind = match ident.kind.as_deref().or(caps.kind) {
+        Some(k) => k.parse::<Kind>().map_err(|()| {
+            Rejection::new(
+                Reason::UnknownKind,
+                format!("unknown kind {k:?} (known: air, traffic, water, heat, power, gas)"),
+            )
+        })?,
+        None => route.fixed.kind.ok_or_else(|| {
+            Rejection::new(
+                Reason::UnknownKind,
+                format!(
+                    "route {:?} names no kind: not the payload, not the topic (template), not the route (kind = \"...\")",
+                    route.name
+                ),
+            )
+        })?,
+    };
+    Ok(SensorRef {
+        city: pick("city", &ident.city, caps.city, &route.fixed.city)?,
+        district: pick(
+            "district",
+            &ident.district,
+            caps.district,
+            &route.fixed.district,
+        )?,
+        kind,
+        sensor_id: pick(
+            "sensor_id",
+            &ident.sensor_id,
+            caps.sensor_id,
+            &route.fixed.sensor_id,
+        )?,
+    })
+}
+
+fn canonical_value(
+    sensor: &SensorRef,
+    raw: &decode::RawValue<'_>,
+    policy: &Policy,
+) -> Result<f64, Rejection> {
     let def = catalog::lookup(sensor.kind, &raw.name).ok_or_else(|| {
         Rejection::new(
             Reason::UnknownMetric,
@@ -133,7 +306,7 @@ fn canonical_value(sensor: &SensorRef, raw: &decode::RawValue<'_>) -> Result<f64
         units::Context::default(),
     )
     .map_err(|e| Rejection::new(Reason::BadUnit, e.0))?;
-    check_range(def, v)?;
+    check_range(sensor.kind, def, v, policy)?;
     Ok(v)
 }
 
@@ -152,13 +325,19 @@ fn number_of(raw: &decode::RawValue<'_>) -> Result<f64, Rejection> {
     }
 }
 
-fn check_range(def: &catalog::MetricDef, v: f64) -> Result<(), Rejection> {
-    if !v.is_finite() || v < def.min || v > def.max {
+fn check_range(
+    kind: Kind,
+    def: &catalog::MetricDef,
+    v: f64,
+    policy: &Policy,
+) -> Result<(), Rejection> {
+    let (min, max) = policy.range(kind, def);
+    if !v.is_finite() || v < min || v > max {
         return Err(Rejection::new(
             Reason::OutOfRange,
             format!(
                 "{} = {} {} is outside its physical range {} to {} {}",
-                def.name, v, def.unit, def.min, def.max, def.unit
+                def.name, v, def.unit, min, max, def.unit
             ),
         ));
     }
@@ -169,10 +348,11 @@ fn resolve_time(
     time: RawTime,
     received_ns: i64,
     policy: &Policy,
+    missing: MissingTimestamp,
 ) -> Result<(i64, TimeSource), Rejection> {
     let t = match time {
         RawTime::UnixNs(t) => t,
-        RawTime::Absent => match policy.missing_timestamp {
+        RawTime::Absent => match missing {
             MissingTimestamp::ReceiveTime => return Ok((received_ns, TimeSource::Receive)),
             MissingTimestamp::Reject => return Err(Rejection::new(
                 Reason::MissingTimestamp,
@@ -339,7 +519,12 @@ mod tests {
                 br#"{"pm2_5":1}"#.to_vec(),
                 Reason::UnknownKind,
             ),
-            ("sensors/x", br#"{"pm2_5":1}"#.to_vec(), Reason::BadTopic),
+            ("sensors/x", br#"{"pm2_5":1}"#.to_vec(), Reason::NoRoute),
+            (
+                "city/almaty/air/st-1",
+                br#"{"pm2_5":1}"#.to_vec(),
+                Reason::BadTopic,
+            ),
             (t, vec![b' '; (1 << 20) + 1], Reason::TooLarge),
         ];
         for (topic, payload, reason) in cases {

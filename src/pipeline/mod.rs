@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use crate::ingest::mqtt::{now_ns, AckOutcome, Phase, SessionHandle};
 use crate::ingest::{AckToken, Delivery};
 use crate::model::{DeadLetter, Reading, Reason};
-use crate::normalize::{self, Policy};
+use crate::normalize::Normaliser;
 use crate::sink::SinkProgress;
 
 /// Messages decoded together, written together, acked together.
@@ -36,7 +36,7 @@ pub struct Batch {
 /// Takes what is queued (up to `batch_size` messages) without waiting: batches grow with load.
 pub async fn run_batcher(
     mut input: mpsc::Receiver<Delivery>,
-    policy: Policy,
+    mut normaliser: Normaliser,
     batch_size: usize,
     sinks: Vec<mpsc::Sender<Arc<Batch>>>,
     acker: mpsc::Sender<Arc<Batch>>,
@@ -66,13 +66,28 @@ pub async fn run_batcher(
             ..Batch::default()
         };
         let mut rejected: BTreeMap<Reason, u64> = BTreeMap::new();
+        let mut duplicates = 0u64;
         let mut n = 1u64;
-        add(&mut batch, first, &policy, &mut rejected, &mut log_limit);
+        add(
+            &mut batch,
+            first,
+            &mut normaliser,
+            &mut rejected,
+            &mut log_limit,
+            &mut duplicates,
+        );
         while (n as usize) < batch_size {
             match input.try_recv() {
                 Ok(d) => {
                     n += 1;
-                    add(&mut batch, d, &policy, &mut rejected, &mut log_limit);
+                    add(
+                        &mut batch,
+                        d,
+                        &mut normaliser,
+                        &mut rejected,
+                        &mut log_limit,
+                        &mut duplicates,
+                    );
                 }
                 Err(_) => break,
             }
@@ -80,6 +95,9 @@ pub async fn run_batcher(
         for (reason, count) in rejected {
             metrics::counter!("qala_messages_rejected_total", "reason" => reason.as_str())
                 .increment(count);
+        }
+        if duplicates > 0 {
+            metrics::counter!("qala_readings_duplicate_total").increment(duplicates);
         }
         let batch = Arc::new(batch);
         // A full sink queue waits (backpressure) unless the drain deadline passes meanwhile.
@@ -149,11 +167,12 @@ impl LogLimit {
 fn add(
     batch: &mut Batch,
     d: Delivery,
-    policy: &Policy,
+    normaliser: &mut Normaliser,
     rejected: &mut BTreeMap<Reason, u64>,
     log_limit: &mut LogLimit,
+    duplicates: &mut u64,
 ) {
-    match normalize::process(&d.topic, &d.payload, d.received_ns, policy) {
+    match normaliser.process(&d.topic, &d.payload, d.received_ns, duplicates) {
         Ok(readings) => batch.readings.extend(readings),
         Err(mut rejection) => {
             let (log, suppressed) = log_limit.allow(std::time::Instant::now());
@@ -174,7 +193,7 @@ fn add(
             if rejection.reason == Reason::TooLarge {
                 // Keep the head (copied, so the oversize buffer is freed now), not all of it:
                 // dead letters must not become the way to fill the disk.
-                let keep = policy.max_payload_bytes.min(payload.len());
+                let keep = normaliser.policy().max_payload_bytes.min(payload.len());
                 payload = bytes::Bytes::copy_from_slice(&payload[..keep]);
                 rejection
                     .message

@@ -73,6 +73,10 @@ fn describe() {
         "Messages dead-lettered, by reason"
     );
     describe_counter!(
+        "qala_readings_duplicate_total",
+        "Values dropped before the sinks as exact repeats (same sensor, metric, time and value)"
+    );
+    describe_counter!(
         "qala_sink_retries_total",
         "Failed sink writes that were retried"
     );
@@ -92,6 +96,7 @@ fn describe() {
     );
     // Present from the start, at zero.
     metrics::counter!("qala_messages_received_total").absolute(0);
+    metrics::counter!("qala_readings_duplicate_total").absolute(0);
     for r in Reason::ALL {
         metrics::counter!("qala_messages_rejected_total", "reason" => r.as_str()).absolute(0);
     }

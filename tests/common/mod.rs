@@ -1586,7 +1586,7 @@ impl<'a> QalaConfig<'a> {
 
     pub fn toml(&self) -> String {
         let mut t = format!(
-            "[mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\nclient_id = \"{id}\"\ntopics = [\"city/#\"]\nqos = 1\nmax_packet_size = {max}\n\n\
+            "[mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\nclient_id = \"{id}\"\nqos = 1\nmax_packet_size = {max}\n\n\
              [broker]\nembedded = {emb}\nlisten = \"127.0.0.1:{port}\"\n\n\
              [sqlite]\nenabled = true\npath = {db:?}\n\n\
              [http]\nlisten = \"127.0.0.1:{http}\"\n\n",
