@@ -168,9 +168,16 @@ fn vendor_payloads_land_in_both_sinks_converted() {
     assert_eq!(labels.get("city").map(String::as_str), Some("almaty"));
     assert_eq!(r.db_one("lp-2", "volume").0, 5.0);
 
-    // Plain value → receive time, flagged by the route's policy.
+    // Plain value → receive time (the route's policy), flagged as such in both sinks.
     let (pm10, unit, t) = r.db_one("pv-1", "pm10");
     assert_eq!((pm10, unit.as_str()), (33.25, "µg/m³"));
+    let flags = sqlite_i64(
+        &r.db,
+        "SELECT count(*) FROM readings_view WHERE time_source = 'receive'",
+    );
+    assert_eq!(flags, 1, "only the plain value lacks a device time");
+    let (flag, ms, _) = r.vm_one(r#"{__name__="air_receive_time",sensor_id="pv-1"}"#);
+    assert_eq!((flag, ms * 1_000_000), (1.0, t / 1_000_000 * 1_000_000));
     assert!(
         t >= before_ns && t < before_ns + 60_000_000_000,
         "receive time {t} vs publish at {before_ns}"

@@ -1,10 +1,11 @@
 //! InfluxDB line protocol encoder: one line per reading, measurement = kind, tags `city`,
 //! `district`, `sensor_id`, `sphere` (sorted by key, as InfluxDB prefers), canonical metrics as
-//! float fields, nanosecond timestamp. Pure: appends to a buffer.
+//! float fields (plus `receive_time=true` when the gateway's receive time stood in for a missing
+//! device time), nanosecond timestamp. Pure: appends to a buffer.
 
 use std::fmt::Write;
 
-use crate::model::Reading;
+use crate::model::{Reading, TimeSource};
 
 /// Appends `reading` as one line (with its trailing newline).
 pub fn encode(buf: &mut String, reading: &Reading) {
@@ -27,6 +28,10 @@ pub fn encode(buf: &mut String, reading: &Reading) {
         // f64 Display is the shortest round-trip text, never in exponent form.
         let _ = write!(buf, "={v}");
     }
+    if reading.time_source == TimeSource::Receive {
+        // The device sent no time; the gateway's receive time stands in, and says so.
+        buf.push_str(",receive_time=true");
+    }
     let _ = writeln!(buf, " {}", reading.time_ns);
 }
 
@@ -38,7 +43,7 @@ enum Ctx {
 
 /// Line protocol escaping: measurements escape `,` and space; tag keys, tag values and field keys
 /// also `=`; a backslash before those is escaped too. Newlines cannot be escaped and never reach
-/// here (the topic parser refuses control characters).
+/// here (identities with control characters are refused when normalised).
 fn escape(buf: &mut String, text: &str, ctx: Ctx) {
     if !text.contains([',', ' ', '=', '\\']) {
         buf.push_str(text);
@@ -86,6 +91,14 @@ mod tests {
         assert_eq!(
             buf,
             "air,city=almaty,district=almaly,sensor_id=st-1,sphere=ecology pm2_5=12.5,pm10=20,co=0.0000001 1700000000000000000\n"
+        );
+        let mut received = reading("almaty", "almaly", "st-1");
+        received.time_source = TimeSource::Receive;
+        buf.clear();
+        encode(&mut buf, &received);
+        assert!(
+            buf.ends_with(",co=0.0000001,receive_time=true 1700000000000000000\n"),
+            "{buf}"
         );
     }
 

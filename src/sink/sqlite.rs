@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 
 use super::{ErrorClass, Sink, SinkError};
 use crate::config::{SqliteSettings, SqliteSync};
-use crate::model::{Kind, SensorRef};
+use crate::model::{Kind, SensorRef, TimeSource};
 use crate::normalize::catalog;
 use crate::pipeline::Batch;
 
@@ -38,6 +38,8 @@ CREATE TABLE IF NOT EXISTS readings (
     metric  TEXT NOT NULL,
     time_ns INTEGER NOT NULL,
     value   REAL NOT NULL,
+    -- 1: the device sent no time and the gateway's receive time stands in.
+    receive_time INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (sensor, metric, time_ns)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS metrics (
@@ -57,7 +59,8 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 CREATE INDEX IF NOT EXISTS dead_letters_reason ON dead_letters (reason, received_ns);
 CREATE VIEW IF NOT EXISTS readings_view AS
 SELECT s.city, s.district, s.kind, s.sphere, s.sensor_id, r.metric, r.value, m.unit,
-       strftime('%Y-%m-%dT%H:%M:%fZ', r.time_ns / 1e9, 'unixepoch') AS time_utc, r.time_ns
+       strftime('%Y-%m-%dT%H:%M:%fZ', r.time_ns / 1e9, 'unixepoch') AS time_utc, r.time_ns,
+       CASE r.receive_time WHEN 1 THEN 'receive' ELSE 'device' END AS time_source
 FROM readings r
 JOIN sensors s ON s.id = r.sensor
 LEFT JOIN metrics m ON m.kind = s.kind AND m.metric = r.metric;
@@ -242,8 +245,10 @@ pub fn write_group(
                  RETURNING id",
             )?;
             let mut insert = tx.prepare_cached(
-                "INSERT INTO readings (sensor, metric, time_ns, value) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (sensor, metric, time_ns) DO UPDATE SET value = excluded.value",
+                "INSERT INTO readings (sensor, metric, time_ns, value, receive_time)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (sensor, metric, time_ns) DO UPDATE
+                 SET value = excluded.value, receive_time = excluded.receive_time",
             )?;
             for r in batches.iter().flat_map(|b| b.readings.iter()) {
                 let id = match sensors.ids.get(&r.sensor) {
@@ -265,8 +270,9 @@ pub fn write_group(
                         id
                     }
                 };
+                let receive = r.time_source == TimeSource::Receive;
                 for (def, v) in &r.values {
-                    insert.execute(params![id, def.name, r.time_ns, v])?;
+                    insert.execute(params![id, def.name, r.time_ns, v, receive])?;
                 }
                 let e = seen.entry(id).or_insert((r.time_ns, r.time_ns));
                 e.0 = e.0.min(r.time_ns);
@@ -301,7 +307,7 @@ pub fn write_group(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{DeadLetter, Reading, Reason, Rejection, TimeSource};
+    use crate::model::{DeadLetter, Reading, Reason, Rejection};
 
     fn batch(seq: u64, value: f64) -> Arc<Batch> {
         let sensor = SensorRef {
