@@ -111,7 +111,7 @@ fn vendor_payloads_land_in_both_sinks_converted() {
     mosquitto_pub(
         port,
         "lp/almaty",
-        format!("air,district=almaly,sensor_id=lp-1 pm2_5=12.5,no2=21i {T10_MS}\nwater,district=turksib,sensor_id=lp-2 volume=5 {T10_MS}\n").as_bytes(),
+        format!("air,district=almaly,sensor_id=lp-1 pm2_5=12.5,no2=21i {T10_MS}\nwater,district=turksib,sensor_id=lp-2 volume=5,leak_alarm=true {T10_MS}\n").as_bytes(),
         1,
     );
     // A plain value: the metric in the topic, the time is the receive time.
@@ -167,6 +167,13 @@ fn vendor_payloads_land_in_both_sinks_converted() {
     assert_eq!((no2, ms), (21.0, T10_MS));
     assert_eq!(labels.get("city").map(String::as_str), Some("almaty"));
     assert_eq!(r.db_one("lp-2", "volume").0, 5.0);
+    // A boolean flag: 1 in SQLite (unit "bool"), a boolean field in line protocol (1 in VM).
+    assert_eq!(
+        r.db_one("lp-2", "leak_alarm"),
+        (1.0, "bool".into(), T10_MS * 1_000_000)
+    );
+    let (leak, _, _) = r.vm_one(r#"{__name__="water_leak_alarm",sensor_id="lp-2"}"#);
+    assert_eq!(leak, 1.0);
 
     // Plain value → receive time (the route's policy), flagged as such in both sinks.
     let (pm10, unit, t) = r.db_one("pv-1", "pm10");

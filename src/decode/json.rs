@@ -7,7 +7,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use super::{json_rejection, RawPoint, RawTime, RawValue};
+use super::{json_rejection, RawData, RawPoint, RawTime, RawValue};
 use crate::model::{Reason, Rejection};
 
 /// Decodes one JSON object into one point.
@@ -20,12 +20,17 @@ pub fn decode_object(payload: &[u8]) -> Result<RawPoint<'_>, Rejection> {
     };
     let mut values = Vec::with_capacity(obj.fields.len());
     for (name, field) in obj.fields {
+        // Numbers, and booleans for flags (the normaliser knows which metric takes which).
         let value = match field {
-            Field::Number(v) => v,
+            Field::Number(v) => RawData::Number(v),
+            Field::Bool(b) => RawData::Bool(b),
             other => {
                 return Err(Rejection::new(
                     Reason::BadValue,
-                    format!("{name} is {}, expected a number", other.describe()),
+                    format!(
+                        "{name} is {}, expected a number (or a boolean, for a flag)",
+                        other.describe()
+                    ),
                 ))
             }
         };
@@ -35,7 +40,11 @@ pub fn decode_object(payload: &[u8]) -> Result<RawPoint<'_>, Rejection> {
                 format!("{name} is given twice"),
             ));
         }
-        values.push(RawValue::number(name, None, value));
+        values.push(RawValue {
+            name,
+            unit: None,
+            value,
+        });
     }
     for (name, unit) in obj.units {
         match values.iter_mut().find(|v| v.name == name) {
@@ -100,7 +109,7 @@ pub fn epoch_ms_to_ns(ms: f64) -> Result<i64, Rejection> {
 enum Field<'a> {
     Number(f64),
     Text(Cow<'a, str>),
-    Bool,
+    Bool(bool),
     Null,
     Object,
     Array,
@@ -111,7 +120,7 @@ impl Field<'_> {
         match self {
             Field::Number(v) => format!("the number {v}"),
             Field::Text(s) => format!("the text {s:?}"),
-            Field::Bool => "a boolean".into(),
+            Field::Bool(_) => "a boolean".into(),
             Field::Null => "null".into(),
             Field::Object => "an object".into(),
             Field::Array => "an array".into(),
@@ -212,8 +221,8 @@ impl<'de> Deserialize<'de> for Field<'de> {
             fn visit_string<E>(self, v: String) -> Result<Field<'de>, E> {
                 Ok(Field::Text(Cow::Owned(v)))
             }
-            fn visit_bool<E>(self, _: bool) -> Result<Field<'de>, E> {
-                Ok(Field::Bool)
+            fn visit_bool<E>(self, b: bool) -> Result<Field<'de>, E> {
+                Ok(Field::Bool(b))
             }
             fn visit_unit<E>(self) -> Result<Field<'de>, E> {
                 Ok(Field::Null)

@@ -70,12 +70,17 @@ pub static TRAFFIC: &[MetricDef] = &[
     m("interval", Duration, "s", 1.0, 86_400.0),
     m("speed", Speed, "km/h", 0.0, 300.0),
     m("occupancy", Percent, "%", 0.0, 100.0),
+    // FIWARE TrafficFlowObserved `congested`.
+    m("congested", Flag, "bool", 0.0, 1.0),
 ];
 
 /// Water meters (housing and utilities): cumulative register and flow.
 pub static WATER: &[MetricDef] = &[
     m("volume", Volume, "m³", 0.0, 1.0e12),
     m("flow", VolumeFlow, "m³/h", 0.0, 1.0e6),
+    // FIWARE WaterConsumptionObserved leak and tamper alarms.
+    m("leak_alarm", Flag, "bool", 0.0, 1.0),
+    m("tamper_alarm", Flag, "bool", 0.0, 1.0),
 ];
 
 /// Heat meters: cumulative energy, with the heat carrier's flow and temperatures.

@@ -205,7 +205,7 @@ pub fn normalise(
                     format!("{} is given twice for the same sensor and time", def.name),
                 ));
             }
-            let number = number_of(raw)?;
+            let number = number_of(raw, def)?;
             let v = units::to_canonical(number, raw.unit.as_deref(), def, ctx)
                 .map_err(|e| Rejection::new(Reason::BadUnit, e.0))?;
             check_range(sensor.kind, def, v, policy)?;
@@ -300,7 +300,7 @@ fn canonical_value(
         )
     })?;
     let v = units::to_canonical(
-        number_of(raw)?,
+        number_of(raw, def)?,
         raw.unit.as_deref(),
         def,
         units::Context::default(),
@@ -310,17 +310,30 @@ fn canonical_value(
     Ok(v)
 }
 
-/// The finite number a value must be (every catalog metric is numeric).
-fn number_of(raw: &decode::RawValue<'_>) -> Result<f64, Rejection> {
+/// The number a value stands for: a finite number, or for a flag a boolean (1 or 0). Text and
+/// opaque data fit no metric of the catalog and are refused, naming what arrived.
+fn number_of(raw: &decode::RawValue<'_>, def: &catalog::MetricDef) -> Result<f64, Rejection> {
     match &raw.value {
         decode::RawData::Number(v) if v.is_finite() => Ok(*v),
         decode::RawData::Number(v) => Err(Rejection::new(
             Reason::BadValue,
             format!("{} is {v}, not a finite number", raw.name),
         )),
+        decode::RawData::Bool(b) if def.quantity == units::Quantity::Flag => {
+            Ok(if *b { 1.0 } else { 0.0 })
+        }
         other => Err(Rejection::new(
             Reason::BadValue,
-            format!("{} is {}; it must be a number", raw.name, other.describe()),
+            format!(
+                "{} is {}; it must be {}",
+                raw.name,
+                other.describe(),
+                if def.quantity == units::Quantity::Flag {
+                    "a boolean (or 0/1)"
+                } else {
+                    "a number"
+                }
+            ),
         )),
     }
 }
@@ -546,6 +559,35 @@ mod tests {
             "{}",
             e.message
         );
+    }
+
+    #[test]
+    fn flags_take_booleans_and_other_metrics_refuse_them() {
+        let r = ok(
+            "city/almaty/medeu/water/m-1",
+            r#"{"ts":"2026-01-15T07:59:00+05:00","volume":12.5,"leak_alarm":true,"tamper_alarm":0}"#,
+        );
+        assert_eq!(value(&r[0], "leak_alarm"), 1.0);
+        assert_eq!(value(&r[0], "tamper_alarm"), 0.0);
+        let e = refused(
+            "city/almaty/medeu/water/m-1",
+            br#"{"ts":"2026-01-15T07:59:00+05:00","volume":true}"#,
+        );
+        assert_eq!(e.reason, Reason::BadValue);
+        assert_eq!(e.message, "volume is a boolean; it must be a number");
+        let e = refused(
+            "city/almaty/medeu/water/m-1",
+            br#"{"ts":"2026-01-15T07:59:00+05:00","leak_alarm":"yes"}"#,
+        );
+        assert_eq!(
+            e.message,
+            "leak_alarm is the text \"yes\", expected a number (or a boolean, for a flag)"
+        );
+        let e = refused(
+            "city/almaty/medeu/water/m-1",
+            br#"{"ts":"2026-01-15T07:59:00+05:00","leak_alarm":2}"#,
+        );
+        assert_eq!(e.reason, Reason::OutOfRange);
     }
 
     #[test]

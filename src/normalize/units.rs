@@ -67,6 +67,8 @@ pub enum Quantity {
     Voltage,
     Current,
     Pressure,
+    /// A yes/no state (an alarm, a congestion flag): stored as 1 or 0, sent as a boolean.
+    Flag,
 }
 
 impl Quantity {
@@ -88,6 +90,7 @@ impl Quantity {
             Quantity::Voltage => "V",
             Quantity::Current => "A",
             Quantity::Pressure => "hPa",
+            Quantity::Flag => "bool",
         }
     }
 
@@ -109,6 +112,7 @@ impl Quantity {
             Quantity::Voltage => "a voltage",
             Quantity::Current => "a current",
             Quantity::Pressure => "a pressure",
+            Quantity::Flag => "a true/false flag",
         }
     }
 }
@@ -480,7 +484,7 @@ mod tests {
         interval_s: Some(300.0),
     };
 
-    const ALL_QUANTITIES: [Quantity; 16] = [
+    const ALL_QUANTITIES: [Quantity; 17] = [
         MassConcentration,
         MixingRatio,
         Temperature,
@@ -497,6 +501,7 @@ mod tests {
         Voltage,
         Current,
         Pressure,
+        Flag,
     ];
 
     /// A catalog metric a unit of `q` converts into. The match is exhaustive: a new quantity
@@ -518,6 +523,7 @@ mod tests {
             Voltage => metric(Kind::Power, "voltage"),
             Current => metric(Kind::Power, "current"),
             Pressure => metric(Kind::Air, "pressure"),
+            Flag => metric(Kind::Water, "leak_alarm"),
         }
     }
 
@@ -810,7 +816,12 @@ mod tests {
 
     #[test]
     fn every_quantity_has_its_canonical_unit_with_factor_one() {
-        for q in ALL_QUANTITIES {
+        // A flag has no unit: no spelling converts to it, and one given is refused.
+        assert!(UNITS.iter().all(|d| d.quantity != Flag));
+        let leak = target(Flag);
+        assert!(to_canonical(1.0, Some("bool"), leak, Context::default()).is_err());
+        assert_eq!(to_canonical(1.0, None, leak, Context::default()), Ok(1.0));
+        for q in ALL_QUANTITIES.into_iter().filter(|q| *q != Flag) {
             let s = q.canonical_symbol();
             let d = find(s).unwrap_or_else(|| panic!("canonical {s} is not in UNITS"));
             assert_eq!((d.quantity, d.scale, d.offset), (q, 1.0, 0.0), "{s}");

@@ -6,6 +6,7 @@
 use std::fmt::Write;
 
 use crate::model::{Reading, TimeSource};
+use crate::normalize::units::Quantity;
 
 /// Appends `reading` as one line (with its trailing newline).
 pub fn encode(buf: &mut String, reading: &Reading) {
@@ -25,8 +26,12 @@ pub fn encode(buf: &mut String, reading: &Reading) {
     for (i, (def, v)) in reading.values.iter().enumerate() {
         buf.push(if i == 0 { ' ' } else { ',' });
         escape(buf, def.name, Ctx::Tag);
-        // f64 Display is the shortest round-trip text, never in exponent form.
-        let _ = write!(buf, "={v}");
+        if def.quantity == Quantity::Flag {
+            buf.push_str(if *v != 0.0 { "=true" } else { "=false" });
+        } else {
+            // f64 Display is the shortest round-trip text, never in exponent form.
+            let _ = write!(buf, "={v}");
+        }
     }
     if reading.time_source == TimeSource::Receive {
         // The device sent no time; the gateway's receive time stands in, and says so.
@@ -98,6 +103,32 @@ mod tests {
         encode(&mut buf, &received);
         assert!(
             buf.ends_with(",co=0.0000001,receive_time=true 1700000000000000000\n"),
+            "{buf}"
+        );
+    }
+
+    #[test]
+    fn flags_are_boolean_fields() {
+        let mut r = reading("almaty", "medeu", "m-1");
+        r.sensor.kind = Kind::Water;
+        r.values = vec![
+            (
+                crate::normalize::catalog::lookup(Kind::Water, "volume").expect("volume"),
+                5.0,
+            ),
+            (
+                crate::normalize::catalog::lookup(Kind::Water, "leak_alarm").expect("leak"),
+                1.0,
+            ),
+            (
+                crate::normalize::catalog::lookup(Kind::Water, "tamper_alarm").expect("tamper"),
+                0.0,
+            ),
+        ];
+        let mut buf = String::new();
+        encode(&mut buf, &r);
+        assert!(
+            buf.contains(" volume=5,leak_alarm=true,tamper_alarm=false "),
             "{buf}"
         );
     }
