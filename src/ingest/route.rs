@@ -349,14 +349,15 @@ impl Route {
                 ),
             )
         };
-        let levels: Vec<&str> = topic.split('/').collect();
+        // Counted, not collected: this runs for every message.
+        let count = topic.split('/').count();
         let has_rest = template.last() == Some(&Level::Rest);
         let fixed_levels = template.len() - usize::from(has_rest);
-        if levels.len() < fixed_levels || (!has_rest && levels.len() != template.len()) {
-            return Err(bad(format!("has {} levels", levels.len())));
+        if count < fixed_levels || (!has_rest && count != template.len()) {
+            return Err(bad(format!("has {count} levels")));
         }
         let mut caps = Captures::default();
-        for (level, text) in template.iter().zip(&levels) {
+        for (level, text) in template.iter().zip(topic.split('/')) {
             match level {
                 Level::Literal(l) if l == text => {}
                 Level::Literal(l) => {
