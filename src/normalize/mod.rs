@@ -151,10 +151,14 @@ pub fn normalise(
     missing: MissingTimestamp,
 ) -> Result<Vec<Reading>, Rejection> {
     let mut readings = Vec::with_capacity(points.len());
-    // Most messages name one sensor, by the topic: build it once.
+    // Most messages name one sensor, by the topic: build it once, and clone it only when another
+    // point of the message needs it too.
+    let single = points.len() == 1;
     let mut topic_sensor: Option<SensorRef> = None;
     for point in points {
-        let sensor = if point.ident == RawIdent::default() {
+        let sensor = if point.ident != RawIdent::default() || single {
+            identify(&point.ident, caps, route)?
+        } else {
             match &topic_sensor {
                 Some(s) => s.clone(),
                 None => {
@@ -163,8 +167,6 @@ pub fn normalise(
                     s
                 }
             }
-        } else {
-            identify(&point.ident, caps, route)?
         };
         let (time_ns, time_source) = resolve_time(point.time, received_ns, policy, missing)?;
         if point.values.is_empty() {
