@@ -161,10 +161,12 @@ pub enum Reason {
     BadUnit,
     BadSenml,
     NoRoute,
+    /// A sink refused a reading the pipeline accepted (e.g. InfluxDB 400/422 for one point).
+    SinkRejected,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 18] = [
         Reason::EmptyPayload,
         Reason::TooLarge,
         Reason::NotUtf8,
@@ -182,6 +184,7 @@ impl Reason {
         Reason::BadUnit,
         Reason::BadSenml,
         Reason::NoRoute,
+        Reason::SinkRejected,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -203,6 +206,7 @@ impl Reason {
             Reason::BadUnit => "bad_unit",
             Reason::BadSenml => "bad_senml",
             Reason::NoRoute => "no_route",
+            Reason::SinkRejected => "sink_rejected",
         }
     }
 }

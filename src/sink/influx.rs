@@ -11,6 +11,7 @@ use influxdb2::RequestError;
 
 use super::{line_protocol, ErrorClass, Sink, SinkError};
 use crate::config::InfluxSettings;
+use crate::model::DeadLetter;
 use crate::pipeline::Batch;
 
 pub struct InfluxSink {
@@ -38,9 +39,11 @@ impl InfluxSink {
             token,
         )
         .build()
-        .map_err(|e| SinkError {
-            class: ErrorClass::Config,
-            message: format!("cannot build the InfluxDB client for {}: {e}", settings.url),
+        .map_err(|e| {
+            SinkError::new(
+                ErrorClass::Config,
+                format!("cannot build the InfluxDB client for {}: {e}", settings.url),
+            )
         })?;
         Ok(InfluxSink {
             client,
@@ -66,10 +69,10 @@ impl Sink for InfluxSink {
         self.linger
     }
 
-    async fn write(&mut self, batches: &[Arc<Batch>]) -> Result<(), SinkError> {
+    async fn write(&mut self, batches: &[Arc<Batch>]) -> Result<Vec<DeadLetter>, SinkError> {
         let lines: usize = batches.iter().map(|b| b.readings.len()).sum();
         if lines == 0 {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut body = String::with_capacity(lines * (self.line_len + 16));
         for r in batches.iter().flat_map(|b| b.readings.iter()) {
@@ -79,7 +82,8 @@ impl Sink for InfluxSink {
         self.client
             .write_line_protocol(&self.org, &self.bucket, body)
             .await
-            .map_err(classify)
+            .map_err(classify)?;
+        Ok(Vec::new())
     }
 }
 
@@ -93,10 +97,10 @@ pub fn classify(e: RequestError) -> SinkError {
                 401 | 403 | 404 => ErrorClass::Config,
                 _ => ErrorClass::Rejected,
             };
-            SinkError {
+            SinkError::new(
                 class,
-                message: format!("InfluxDB answered {status}: {}", text.trim()),
-            }
+                format!("InfluxDB answered {status}: {}", text.trim()),
+            )
         }
         other => SinkError::transient(format!("InfluxDB write failed: {other}")),
     }

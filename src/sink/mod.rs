@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 
-use crate::model::Kind;
+use crate::model::{DeadLetter, Kind};
 use crate::pipeline::Batch;
 
 /// How a failed write should be treated.
@@ -36,14 +36,21 @@ pub enum ErrorClass {
 pub struct SinkError {
     pub class: ErrorClass,
     pub message: String,
+    /// The server asked to wait this long before the next attempt (`Retry-After` on 429/503).
+    pub retry_after: Option<Duration>,
 }
 
 impl SinkError {
-    pub fn transient(message: impl Into<String>) -> Self {
+    pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
         SinkError {
-            class: ErrorClass::Transient,
+            class,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    pub fn transient(message: impl Into<String>) -> Self {
+        SinkError::new(ErrorClass::Transient, message)
     }
 }
 
@@ -62,10 +69,13 @@ pub trait Sink: Send + 'static {
         true
     }
     /// Writes every reading (and dead letter, where kept) of `batches`; `Ok` means durable.
+    /// `Ok` carries the readings the server refused one by one (after the sink isolated them,
+    /// e.g. by splitting a batch InfluxDB answered 400/422), as dead letters with reason
+    /// `sink_rejected` and the server's message: everything else of `batches` is stored.
     fn write(
         &mut self,
         batches: &[Arc<Batch>],
-    ) -> impl Future<Output = Result<(), SinkError>> + Send;
+    ) -> impl Future<Output = Result<Vec<DeadLetter>, SinkError>> + Send;
 }
 
 /// What a sink task reports to the acker and to `/ready`.
@@ -142,7 +152,14 @@ pub async fn run<S: Sink>(
                 _ = abort.wait_for(|a| *a) => break 'batches,
             };
             match outcome {
-                Ok(()) => {
+                Ok(rejected) => {
+                    if !rejected.is_empty() {
+                        tracing::error!(
+                            sink = name,
+                            points = rejected.len(),
+                            "the sink refused points; dead-lettered"
+                        );
+                    }
                     if attempt > 0 {
                         tracing::info!(
                             sink = name,

@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 
 use super::{ErrorClass, Sink, SinkError};
 use crate::config::{SqliteSettings, SqliteSync};
-use crate::model::{Kind, SensorRef, TimeSource};
+use crate::model::{DeadLetter, Kind, SensorRef, TimeSource};
 use crate::normalize::catalog;
 use crate::pipeline::Batch;
 
@@ -143,9 +143,11 @@ pub struct SqliteSink {
 impl SqliteSink {
     /// Opens the database and starts the writer thread.
     pub fn start(settings: &SqliteSettings) -> Result<SqliteSink, SinkError> {
-        let conn = open(&settings.path, settings.synchronous).map_err(|e| SinkError {
-            class: ErrorClass::Config,
-            message: format!("cannot open SQLite at {}: {e}", settings.path.display()),
+        let conn = open(&settings.path, settings.synchronous).map_err(|e| {
+            SinkError::new(
+                ErrorClass::Config,
+                format!("cannot open SQLite at {}: {e}", settings.path.display()),
+            )
         })?;
         // One job at a time: the sink task awaits each reply before sending the next.
         let (tx, rx) = std_mpsc::sync_channel::<Job>(1);
@@ -180,14 +182,15 @@ impl Sink for SqliteSink {
         self.store_readings
     }
 
-    async fn write(&mut self, batches: &[Arc<Batch>]) -> Result<(), SinkError> {
+    async fn write(&mut self, batches: &[Arc<Batch>]) -> Result<Vec<DeadLetter>, SinkError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send((batches.to_vec(), reply))
             .map_err(|_| SinkError::transient("the SQLite writer thread has stopped"))?;
         answer
             .await
-            .map_err(|_| SinkError::transient("the SQLite writer thread dropped a write"))?
+            .map_err(|_| SinkError::transient("the SQLite writer thread dropped a write"))??;
+        Ok(Vec::new())
     }
 }
 
@@ -196,6 +199,7 @@ fn writer(mut conn: Connection, jobs: std_mpsc::Receiver<Job>, store_readings: b
     while let Ok((batches, reply)) = jobs.recv() {
         let result =
             write_group(&mut conn, &mut sensors, &batches, store_readings).map_err(|e| SinkError {
+                retry_after: None,
                 class: match e {
                     rusqlite::Error::SqliteFailure(ref f, _)
                         if matches!(
