@@ -4,10 +4,10 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use super::{json_rejection, RawData, RawPoint, RawTime, RawValue};
+use super::{json_rejection, RawData, RawPoint, RawTime, RawValue, Text};
 use crate::model::{Reason, Rejection};
 
 /// Decodes one JSON object into one point.
@@ -18,35 +18,12 @@ pub fn decode_object(payload: &[u8]) -> Result<RawPoint<'_>, Rejection> {
         None => RawTime::Absent,
         Some(field) => RawTime::UnixNs(parse_ts(field)?),
     };
-    let mut values = Vec::with_capacity(obj.fields.len());
-    for (name, field) in obj.fields {
-        // Numbers, and booleans for flags (the normaliser knows which metric takes which).
-        let value = match field {
-            Field::Number(v) => RawData::Number(v),
-            Field::Bool(b) => RawData::Bool(b),
-            other => {
-                return Err(Rejection::new(
-                    Reason::BadValue,
-                    format!(
-                        "{name} is {}, expected a number (or a boolean, for a flag)",
-                        other.describe()
-                    ),
-                ))
-            }
-        };
-        if values.iter().any(|v: &RawValue<'_>| v.name == name) {
-            return Err(Rejection::new(
-                Reason::BadShape,
-                format!("{name} is given twice"),
-            ));
-        }
-        values.push(RawValue {
-            name,
-            unit: None,
-            value,
-        });
+    if let Some(refused) = obj.refused {
+        return Err(refused);
     }
-    for (name, unit) in obj.units {
+    let mut values = obj.values;
+    // Units named before their metric; usually none (units come last).
+    for (name, unit) in obj.pending_units {
         match values.iter_mut().find(|v| v.name == name) {
             Some(v) => v.unit = Some(unit),
             None => {
@@ -58,6 +35,39 @@ pub fn decode_object(payload: &[u8]) -> Result<RawPoint<'_>, Rejection> {
         }
     }
     Ok(RawPoint::new(time, values))
+}
+
+/// One metric member → its raw value, or why it is refused. `earlier` are the metrics before it.
+fn metric_value<'a>(
+    name: Cow<'a, str>,
+    field: Field<'a>,
+    earlier: &[RawValue<'a>],
+) -> Result<RawValue<'a>, Rejection> {
+    // Numbers, and booleans for flags (the normaliser knows which metric takes which).
+    let value = match field {
+        Field::Number(v) => RawData::Number(v),
+        Field::Bool(b) => RawData::Bool(b),
+        other => {
+            return Err(Rejection::new(
+                Reason::BadValue,
+                format!(
+                    "{name} is {}, expected a number (or a boolean, for a flag)",
+                    other.describe()
+                ),
+            ))
+        }
+    };
+    if earlier.iter().any(|v| v.name == name) {
+        return Err(Rejection::new(
+            Reason::BadShape,
+            format!("{name} is given twice"),
+        ));
+    }
+    Ok(RawValue {
+        name,
+        unit: None,
+        value,
+    })
 }
 
 /// `ts` as RFC 3339 or epoch milliseconds → ns since the epoch.
@@ -128,10 +138,16 @@ impl Field<'_> {
     }
 }
 
+/// The object as read: the checks that need the whole object (a valid `ts`, every unit naming
+/// a metric) are made after it parsed, so that a syntax error anywhere is reported as such.
 struct Object<'a> {
     ts: Option<Field<'a>>,
-    units: Vec<(Cow<'a, str>, Cow<'a, str>)>,
-    fields: Vec<(Cow<'a, str>, Field<'a>)>,
+    /// The metrics in order, up to the first refused one.
+    values: Vec<RawValue<'a>>,
+    /// The first metric refused (not a number, or given twice).
+    refused: Option<Rejection>,
+    /// Units read before the metric they name.
+    pending_units: Vec<(Cow<'a, str>, Cow<'a, str>)>,
 }
 
 impl<'de> Deserialize<'de> for Object<'de> {
@@ -145,10 +161,11 @@ impl<'de> Deserialize<'de> for Object<'de> {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Object<'de>, A::Error> {
                 let mut obj = Object {
                     ts: None,
-                    units: Vec::new(),
-                    fields: Vec::with_capacity(8),
+                    values: Vec::with_capacity(8),
+                    refused: None,
+                    pending_units: Vec::new(),
                 };
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
                     match key.as_ref() {
                         "ts" => {
                             if obj.ts.is_some() {
@@ -157,12 +174,24 @@ impl<'de> Deserialize<'de> for Object<'de> {
                             obj.ts = Some(map.next_value()?);
                         }
                         "units" => {
-                            let units: Units<'de> = map.next_value()?;
-                            obj.units = units.0;
+                            // A later `units` replaces an earlier one.
+                            for v in &mut obj.values {
+                                v.unit = None;
+                            }
+                            obj.pending_units.clear();
+                            map.next_value_seed(Units {
+                                values: &mut obj.values,
+                                pending: &mut obj.pending_units,
+                            })?;
                         }
                         _ => {
                             let f: Field<'de> = map.next_value()?;
-                            obj.fields.push((key, f));
+                            if obj.refused.is_none() {
+                                match metric_value(key, f, &obj.values) {
+                                    Ok(v) => obj.values.push(v),
+                                    Err(e) => obj.refused = Some(e),
+                                }
+                            }
                         }
                     }
                 }
@@ -173,25 +202,32 @@ impl<'de> Deserialize<'de> for Object<'de> {
     }
 }
 
-struct Units<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
+/// `units`: each unit goes to its metric if it was read already, else waits in `pending`.
+struct Units<'o, 'a> {
+    values: &'o mut Vec<RawValue<'a>>,
+    pending: &'o mut Vec<(Cow<'a, str>, Cow<'a, str>)>,
+}
 
-impl<'de> Deserialize<'de> for Units<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Units<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("units as an object of metric → unit text")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Units<'de>, A::Error> {
-                let mut out = Vec::new();
-                while let Some((k, v)) = map.next_entry::<Cow<'de, str>, Cow<'de, str>>()? {
-                    out.push((k, v));
-                }
-                Ok(Units(out))
+impl<'de> DeserializeSeed<'de> for Units<'_, 'de> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Units<'_, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("units as an object of metric → unit text")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some((Text(name), Text(unit))) = map.next_entry::<Text<'de>, Text<'de>>()? {
+            match self.values.iter_mut().find(|v| v.name == name) {
+                Some(v) => v.unit = Some(unit),
+                None => self.pending.push((name, unit)),
             }
         }
-        d.deserialize_map(V)
+        Ok(())
     }
 }
 
@@ -276,6 +312,45 @@ mod tests {
                 ("pm10".into(), None, 20.0)
             ]
         );
+    }
+
+    #[test]
+    fn units_may_come_anywhere_and_a_later_units_replaces_an_earlier_one() {
+        let p = decode_object(br#"{"units":{"no2":"ppb"},"no2":5,"pm10":1,"ts":1700000000000}"#)
+            .expect("decodes");
+        assert_eq!(
+            names(&p),
+            vec![
+                ("no2".into(), Some("ppb".into()), 5.0),
+                ("pm10".into(), None, 1.0)
+            ]
+        );
+        let p = decode_object(
+            br#"{"no2":5,"units":{"no2":"ppb","pm10":"mg/m3"},"pm10":1,"units":{"pm10":"ug/m3"}}"#,
+        )
+        .expect("decodes");
+        assert_eq!(
+            names(&p),
+            vec![
+                ("no2".into(), None, 5.0),
+                ("pm10".into(), Some("ug/m3".into()), 1.0)
+            ]
+        );
+        // Escaped names are unescaped, as before.
+        let p = decode_object(br#"{"pm2\u005f5":1,"units":{"pm2_5":"mg/m3"}}"#).expect("decodes");
+        assert_eq!(names(&p), vec![("pm2_5".into(), Some("mg/m3".into()), 1.0)]);
+        // A bad timestamp is reported before a bad metric, a bad metric before a bad unit name,
+        // and bad JSON before all of them.
+        let e = decode_object(br#"{"units":{"x":"K"},"pm2_5":"1","ts":true}"#).unwrap_err();
+        assert_eq!(e.reason, Reason::BadTimestamp);
+        let e = decode_object(br#"{"units":{"x":"K"},"pm2_5":"1","pm2_5":1}"#).unwrap_err();
+        assert_eq!(e.reason, Reason::BadValue);
+        let e = decode_object(br#"{"pm2_5":1,"pm2_5":"1"}"#).unwrap_err();
+        assert_eq!(e.reason, Reason::BadValue, "{e}");
+        let e = decode_object(br#"{"pm2_5":1,"pm2_5":2,"x":"1"}"#).unwrap_err();
+        assert_eq!(e.reason, Reason::BadShape, "{e}");
+        let e = decode_object(br#"{"units":{"x":"K"},"pm2_5":"1","ts":true,}"#).unwrap_err();
+        assert_eq!(e.reason, Reason::NotJson);
     }
 
     #[test]

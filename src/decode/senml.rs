@@ -32,7 +32,7 @@ use std::ops::Range;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use super::{json_rejection, RawData, RawIdent, RawPoint, RawTime, RawValue};
+use super::{json_rejection, RawData, RawIdent, RawPoint, RawTime, RawValue, Text};
 use crate::model::{Reason, Rejection};
 
 /// Times below 2^28 s are relative to now (RFC 8428 §4.5.3).
@@ -746,31 +746,6 @@ impl<'de> Visitor<'de> for PackSeed<'_, 'de> {
             }
         }
         Ok(())
-    }
-}
-
-/// A JSON string, borrowed from the payload unless it has escapes.
-struct Text<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Text<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Text<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Borrowed(s)))
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(s.to_owned())))
-            }
-            fn visit_string<E: de::Error>(self, s: String) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(s)))
-            }
-        }
-        d.deserialize_str(V)
     }
 }
 
