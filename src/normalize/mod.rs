@@ -247,7 +247,7 @@ fn identify(
                     ),
                 )
             })?;
-        if v.is_empty() || v.chars().any(char::is_control) {
+        if v.is_empty() || crate::ingest::route::has_control(v) {
             return Err(Rejection::new(
                 Reason::BadShape,
                 format!("{what} {v:?} must be non-empty text without control characters"),
