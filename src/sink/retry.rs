@@ -24,6 +24,13 @@ pub fn backoff_capped(attempt: u32, unit: f64, cap: Duration) -> Duration {
     ceiling.mul_f64(unit.clamp(0.0, 1.0))
 }
 
+/// The wait before retry `attempt`: the server's `Retry-After` when it asked for one, but never
+/// less than the jittered [`backoff`] (so that many clients told the same date do not return
+/// in step).
+pub fn wait(attempt: u32, unit: f64, retry_after: Option<Duration>) -> Duration {
+    backoff(attempt, unit).max(retry_after.unwrap_or(Duration::ZERO))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -45,6 +52,21 @@ mod tests {
             backoff_capped(12, 1.0, five_min),
             Duration::from_millis(204_800)
         );
+    }
+
+    #[test]
+    fn the_servers_retry_after_is_a_floor_under_the_backoff() {
+        assert_eq!(wait(1, 1.0, None), Duration::from_millis(100));
+        assert_eq!(
+            wait(1, 0.5, Some(Duration::from_secs(2))),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            wait(10, 1.0, Some(Duration::from_secs(2))),
+            CAP,
+            "a longer backoff wins"
+        );
+        assert_eq!(wait(3, 0.0, Some(Duration::ZERO)), Duration::ZERO);
     }
 
     #[test]
