@@ -142,6 +142,7 @@ async fn run(s: &Scenario, messages: u64, publishers: usize) -> Outcome {
     settings.mqtt.url = format!("mqtt://127.0.0.1:{port}");
     settings.mqtt.client_id = format!("qala-bench-{port}");
     settings.sqlite.path = dir.path().join("bench.sqlite");
+    settings.spool.dir = dir.path().join("spool");
     settings.sqlite.synchronous = s.sync;
     settings.http.listen = "127.0.0.1:0".into();
     if let Some(vm) = &victoria {

@@ -43,6 +43,7 @@ pub struct Settings {
     pub http: HttpSettings,
     pub validation: ValidationSettings,
     pub pipeline: PipelineSettings,
+    pub spool: crate::spool::SpoolSettings,
     /// `[[routes]]`, in match order; none: the default layout `city/{city}/{district}/{kind}/{sensor_id}`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<RouteSettings>,
@@ -358,6 +359,31 @@ impl Settings {
             return Err(key_err(
                 "mqtt.client_id",
                 "must not be empty: the broker keeps the session under it",
+            ));
+        }
+        let sp = &self.spool;
+        if sp.dir.as_os_str().is_empty() {
+            return Err(key_err("spool.dir", "must name a directory"));
+        }
+        if sp.max_bytes < 1 << 20 {
+            return Err(key_err(
+                "spool.max_bytes",
+                format!("{} is too small: at least 1048576 (1 MiB)", sp.max_bytes),
+            ));
+        }
+        if sp.segment_bytes < 64 << 10 {
+            return Err(key_err(
+                "spool.segment_bytes",
+                format!("{} is too small: at least 65536", sp.segment_bytes),
+            ));
+        }
+        if sp.commit_delay > Duration::from_millis(100) {
+            return Err(key_err(
+                "spool.commit_delay",
+                format!(
+                    "{} would hold every ack that long: at most 100ms (default 0)",
+                    humantime::format_duration(sp.commit_delay)
+                ),
             ));
         }
         let routes = Routes::compile(&self.routes).map_err(|(key, why)| key_err(&key, why))?;

@@ -67,6 +67,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary, DemoError> {
     settings.mqtt.url = format!("mqtt://{broker_addr}");
     settings.mqtt.client_id = "qala-demo-gateway".into();
     settings.sqlite.path = opts.data_dir.join("demo.sqlite");
+    settings.spool.dir = opts.data_dir.join("demo.spool");
     settings.sqlite.synchronous = crate::config::SqliteSync::Normal;
     settings.http.listen = "127.0.0.1:0".into();
     settings.validate().map_err(StartError::from)?;

@@ -6,18 +6,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::api::{self, ApiState};
 use crate::broker::{self, BrokerError, EmbeddedBroker};
 use crate::config::{ConfigError, Settings};
 use crate::ingest::mqtt::{self, Phase, SessionHandle};
+use crate::ingest::AckToken;
 use crate::normalize::Normaliser;
 use crate::pipeline::{self, Batch};
 use crate::sink::influx::InfluxSink;
 use crate::sink::sqlite::SqliteSink;
 use crate::sink::{self, SinkError, SinkProgress};
+use crate::spool::Spool;
 use crate::telemetry;
 
 /// Why the gateway could not start.
@@ -29,6 +31,8 @@ pub enum StartError {
     Broker(#[from] BrokerError),
     #[error("sink: {0}")]
     Sink(#[from] SinkError),
+    #[error("spool.dir {dir}: {source}")]
+    Spool { dir: String, source: std::io::Error },
     #[error("http.listen {addr}: {source}")]
     Http {
         addr: String,
@@ -36,8 +40,10 @@ pub enum StartError {
     },
 }
 
-/// Batches queued per sink before the batcher waits (backpressure).
-const SINK_QUEUE: usize = 8;
+/// Batches queued for the spool writer before the batcher waits (backpressure).
+const SPOOL_QUEUE: usize = 8;
+/// Committed batches' acks queued for the acker.
+const ACK_QUEUE: usize = 64;
 
 /// A running gateway.
 pub struct Gateway {
@@ -48,6 +54,7 @@ pub struct Gateway {
     sessions: Vec<SessionHandle>,
     session_tasks: Vec<JoinHandle<()>>,
     batcher: JoinHandle<()>,
+    spool_writer: JoinHandle<()>,
     acker: JoinHandle<()>,
     sink_tasks: Vec<JoinHandle<()>>,
     http: JoinHandle<()>,
@@ -87,40 +94,66 @@ impl Gateway {
 
         let (phase_tx, phase_rx) = watch::channel(Phase::Running);
         let (abort_tx, abort_rx) = watch::channel(false);
-        let wake = Arc::new(Notify::new());
         let pipeline_alive = Arc::new(AtomicBool::new(true));
 
         // Sinks: SQLite always (dead letters; readings when enabled), InfluxDB when enabled.
-        let mut sink_inputs = Vec::new();
-        let mut progress = Vec::new();
-        let mut sink_tasks = Vec::new();
         let sqlite = SqliteSink::start(&settings.sqlite)?;
         let sqlite_path = sqlite.path().to_path_buf();
-        {
-            let (tx, rx) = mpsc::channel::<Arc<Batch>>(SINK_QUEUE);
-            let p = SinkProgress::new("sqlite");
-            sink_tasks.push(supervise(
-                "sqlite sink",
-                sink::run(sqlite, rx, p.clone(), wake.clone(), abort_rx.clone()),
-                phase_rx.clone(),
-                pipeline_alive.clone(),
-            ));
-            sink_inputs.push(tx);
-            progress.push(p);
+        let influx = if settings.influxdb.enabled {
+            Some(InfluxSink::new(&settings.influxdb)?)
+        } else {
+            None
+        };
+        let mut names = vec!["sqlite"];
+        if influx.is_some() {
+            names.push("influxdb");
         }
-        if settings.influxdb.enabled {
-            let influx = InfluxSink::new(&settings.influxdb)?;
-            let (tx, rx) = mpsc::channel::<Arc<Batch>>(SINK_QUEUE);
-            let p = SinkProgress::new("influxdb");
+
+        // The spool, with each sink's cursor: sinks resume where they stopped.
+        let spool = Spool::open(&settings.spool, &names).map_err(|e| StartError::Spool {
+            dir: settings.spool.dir.display().to_string(),
+            source: e,
+        })?;
+        let progress: Vec<Arc<SinkProgress>> = names
+            .iter()
+            .zip(&spool.cursors)
+            .map(|(n, c)| SinkProgress::starting_at(n, *c))
+            .collect();
+        let (batches_tx, batches_rx) = mpsc::channel::<Batch>(SPOOL_QUEUE);
+        let (acks_tx, acks_rx) = mpsc::channel::<Vec<AckToken>>(ACK_QUEUE);
+        let (spool, spool_writer) = spool.start(batches_rx, acks_tx, progress.clone());
+        let spool_writer = supervise(
+            "spool writer",
+            spool_writer,
+            phase_rx.clone(),
+            pipeline_alive.clone(),
+        );
+        let mut sink_tasks = vec![supervise(
+            "sqlite sink",
+            sink::run(
+                sqlite,
+                spool.reader("sqlite", progress[0].committed.load(Ordering::Acquire)),
+                progress[0].clone(),
+                abort_rx.clone(),
+            ),
+            phase_rx.clone(),
+            pipeline_alive.clone(),
+        )];
+        if let Some(influx) = influx {
             sink_tasks.push(supervise(
                 "influxdb sink",
-                sink::run(influx, rx, p.clone(), wake.clone(), abort_rx.clone()),
+                sink::run(
+                    influx,
+                    spool.reader("influxdb", progress[1].committed.load(Ordering::Acquire)),
+                    progress[1].clone(),
+                    abort_rx.clone(),
+                ),
                 phase_rx.clone(),
                 pipeline_alive.clone(),
             ));
-            sink_inputs.push(tx);
-            progress.push(p);
         }
+        // The readers hold the way back into the spool; the writer ends once they have ended.
+        drop(spool);
 
         let (deliveries_tx, deliveries_rx) = mpsc::channel(settings.pipeline.queue);
         let (session, session_task) = mqtt::spawn(
@@ -132,16 +165,9 @@ impl Gateway {
         )?;
         let sessions = vec![session];
 
-        let (acker_tx, acker_rx) = mpsc::channel::<Arc<Batch>>(SINK_QUEUE * 4);
         let acker = supervise(
             "acker",
-            pipeline::run_acker(
-                acker_rx,
-                progress.clone(),
-                wake.clone(),
-                sessions.clone(),
-                abort_rx.clone(),
-            ),
+            pipeline::run_acker(acks_rx, sessions.clone(), abort_rx.clone()),
             phase_rx.clone(),
             pipeline_alive.clone(),
         );
@@ -155,8 +181,7 @@ impl Gateway {
                     settings.validation.dedup_capacity,
                 ),
                 settings.pipeline.batch_size,
-                sink_inputs,
-                acker_tx,
+                batches_tx,
                 phase_rx.clone(),
                 abort_rx.clone(),
             ),
@@ -205,6 +230,7 @@ impl Gateway {
             sessions,
             session_tasks: vec![session_task],
             batcher,
+            spool_writer,
             acker,
             sink_tasks,
             http,
@@ -242,9 +268,10 @@ impl Gateway {
         &self.sqlite_path
     }
 
-    /// Drains: stop taking messages, write what was received and ack what was written, all
-    /// within the drain timeout; then disconnect. Whatever was not written by then stays
-    /// unacked and the broker redelivers it.
+    /// Drains: stop taking messages; spool and ack what was received; let the sinks write what
+    /// the spool holds, all within the drain timeout; then disconnect. What the sinks did not
+    /// write by then stays in the spool for the next start; what was not spooled stays unacked
+    /// and the broker redelivers it.
     pub async fn shutdown(mut self) {
         tracing::info!(timeout = ?self.drain_timeout, "draining");
         let _ = self.phase.send(Phase::Draining);
@@ -252,20 +279,24 @@ impl Gateway {
         let drained = tokio::time::timeout_at(deadline, async {
             let _ = (&mut self.batcher).await;
             let _ = (&mut self.acker).await;
+            for t in self.sink_tasks.iter_mut() {
+                let _ = t.await;
+            }
         })
         .await
         .is_ok();
         if !drained {
-            tracing::warn!("drain timeout: sinks did not finish; unwritten messages stay unacked");
-            let _ = self.abort.send(true);
-            let _ = (&mut self.batcher).await;
-            let _ = (&mut self.acker).await;
+            tracing::warn!(
+                "drain timeout: what the sinks did not write stays in the spool for the next start"
+            );
         }
-        // The batcher has closed their inputs; after an abort they stop at once.
         let _ = self.abort.send(true);
-        for t in self.sink_tasks.drain(..) {
-            let _ = t.await;
+        join(&mut self.batcher).await;
+        join(&mut self.acker).await;
+        for t in self.sink_tasks.iter_mut() {
+            join(t).await;
         }
+        join(&mut self.spool_writer).await;
         let _ = self.phase.send(Phase::Disconnect);
         for s in &self.sessions {
             let _ = s.client.try_disconnect();
@@ -284,6 +315,14 @@ impl Gateway {
         let _ = (&mut self.http).await;
         self.upkeep.abort();
         tracing::info!("stopped");
+    }
+}
+
+/// Waits for a task unless it has ended (a finished handle may have been awaited already, and
+/// must not be polled again).
+async fn join(task: &mut JoinHandle<()>) {
+    if !task.is_finished() {
+        let _ = task.await;
     }
 }
 

@@ -18,4 +18,5 @@ pub mod normalize;
 pub mod pipeline;
 pub mod sim;
 pub mod sink;
+pub mod spool;
 pub mod telemetry;

@@ -1,49 +1,47 @@
-//! The pipeline between ingest and the sinks.
+//! The pipeline between ingest and the spool.
 //!
 //! ```text
-//! sessions ─Delivery─▶ batcher ─Arc<Batch>─┬─▶ sink task (sqlite)   ─committed seq─┐
-//!   ▲ (bounded)        decode, normalise,  ├─▶ sink task (influxdb) ─committed seq─┤
-//!   │                  dead letters        └─▶ acker ◀─────────────────────────────┘
-//!   └────────────── PUBACK, in receive order, once every sink has committed ──────┘
+//! sessions ─Delivery─▶ batcher ─Batch─▶ spool writer ─(fdatasync)─▶ segments ─▶ sinks
+//!   ▲ (bounded)        decode, normalise,     │
+//!   │                  dead letters            ▼ acks of each committed batch, in order
+//!   └──────────────── PUBACK ◀──────────── acker
 //! ```
-//! Every channel is bounded. A batch is acked only when every sink has committed it; rejected
-//! messages ride in the same batch as dead letters, so their acks keep receive order too.
+//! Every channel is bounded. A message is acked once its batch is durable in the spool, not
+//! later; rejected messages ride in the same batch as dead letters, so their acks keep receive
+//! order too.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch};
 
-use crate::ingest::mqtt::{now_ns, AckOutcome, Phase, SessionHandle};
+use crate::ingest::mqtt::{AckOutcome, Phase, SessionHandle};
 use crate::ingest::{AckToken, Delivery};
 use crate::model::{DeadLetter, Reading, Reason};
 use crate::normalize::Normaliser;
-use crate::sink::SinkProgress;
 
-/// Messages decoded together, written together, acked together.
+/// Messages decoded together, spooled together, acked together.
 #[derive(Debug, Default)]
 pub struct Batch {
-    /// 1, 2, 3, ... in dispatch order.
+    /// The spool record's seq: 1, 2, 3, ... (0 until the spool has written it).
     pub seq: u64,
     pub readings: Vec<Reading>,
     pub dead_letters: Vec<DeadLetter>,
-    /// Acks of every QoS-1 message in the batch, in receive order.
+    /// Acks of every QoS-1 message in the batch, in receive order (empty when read back from
+    /// the spool: acks belong to the connection that delivered the messages).
     pub acks: Vec<AckToken>,
 }
 
-/// Decodes and normalises deliveries into batches and hands each to every sink and the acker.
-/// Takes what is queued (up to `batch_size` messages) without waiting: batches grow with load.
+/// Decodes and normalises deliveries into batches and hands each to the spool. Takes what is
+/// queued (up to `batch_size` messages) without waiting: batches grow with load.
 pub async fn run_batcher(
     mut input: mpsc::Receiver<Delivery>,
     mut normaliser: Normaliser,
     batch_size: usize,
-    sinks: Vec<mpsc::Sender<Arc<Batch>>>,
-    acker: mpsc::Sender<Arc<Batch>>,
+    spool: mpsc::Sender<Batch>,
     mut phase: watch::Receiver<Phase>,
     mut abort: watch::Receiver<bool>,
 ) {
-    let mut seq = 0u64;
+    let mut batches = 0u64;
     let mut draining = false;
     let mut log_limit = LogLimit::new(DEAD_LETTER_LOGS_PER_WINDOW, LOG_WINDOW);
     loop {
@@ -60,11 +58,8 @@ pub async fn run_batcher(
             }
         };
         let Some(first) = first else { break };
-        seq += 1;
-        let mut batch = Batch {
-            seq,
-            ..Batch::default()
-        };
+        batches += 1;
+        let mut batch = Batch::default();
         let mut rejected: BTreeMap<Reason, u64> = BTreeMap::new();
         let mut duplicates = 0u64;
         let mut n = 1u64;
@@ -99,25 +94,18 @@ pub async fn run_batcher(
         if duplicates > 0 {
             metrics::counter!("qala_readings_duplicate_total").increment(duplicates);
         }
-        let batch = Arc::new(batch);
-        // A full sink queue waits (backpressure) unless the drain deadline passes meanwhile.
-        for (s, to) in sinks
-            .iter()
-            .map(|s| (s, "a sink"))
-            .chain([(&acker, "the acker")])
-        {
-            tokio::select! {
-                sent = s.send(batch.clone()) => if sent.is_err() {
-                    tracing::error!(seq, "{to} stopped; this batch will not be acked and comes back from the broker");
-                },
-                _ = abort.wait_for(|a| *a) => {
-                    tracing::debug!(seq, "drain cut short while handing out a batch");
-                    return;
-                }
+        // A full spool queue waits (backpressure) unless the drain deadline passes meanwhile.
+        tokio::select! {
+            sent = spool.send(batch) => if sent.is_err() {
+                tracing::error!("the spool writer has stopped; this batch will not be acked and comes back from the broker");
+            },
+            _ = abort.wait_for(|a| *a) => {
+                tracing::debug!("drain cut short while handing a batch to the spool");
+                return;
             }
         }
     }
-    tracing::debug!(batches = seq, "batcher finished");
+    tracing::debug!(batches, "batcher finished");
 }
 
 /// Dead letters logged one by one per window; the rest are summed up in one line.
@@ -212,60 +200,31 @@ fn add(
     }
 }
 
-/// Acks batches, in order, once every sink has committed them; records the ingest lag
-/// (sensor time → committed). Ends when its input has closed and everything is acked, when
-/// every sink has finished and what is left can never be committed, or at `abort`; whatever is
-/// left stays unacked and the broker redelivers it.
+/// Acks committed batches, in the order the spool committed them (receive order). Ends when
+/// its input has closed and every ack is queued, or at `abort`; whatever is left stays unacked
+/// and the broker redelivers it (it is in the spool already: stored twice, written once).
 pub async fn run_acker(
-    mut input: mpsc::Receiver<Arc<Batch>>,
-    sinks: Vec<Arc<SinkProgress>>,
-    wake: Arc<Notify>,
+    mut input: mpsc::Receiver<Vec<AckToken>>,
     sessions: Vec<SessionHandle>,
     mut abort: watch::Receiver<bool>,
 ) {
-    let lag = metrics::histogram!("qala_ingest_lag_seconds");
-    let mut queue: VecDeque<Arc<Batch>> = VecDeque::new();
     let mut acks = AckQueue::default();
     let mut input_open = true;
     loop {
-        let all_finished = sinks.iter().all(|s| s.finished.load(Ordering::Acquire));
-        let committed = sinks
-            .iter()
-            .map(|s| s.committed.load(Ordering::Acquire))
-            .min()
-            .unwrap_or(u64::MAX);
-        while queue.front().is_some_and(|b| b.seq <= committed) {
-            let Some(b) = queue.pop_front() else { break };
-            let now = now_ns();
-            for r in &b.readings {
-                lag.record((now - r.time_ns) as f64 / 1.0e9);
-            }
-            acks.waiting.extend(b.acks.iter().copied());
-        }
         acks.flush(&sessions);
-        if !input_open && acks.waiting.is_empty() && (queue.is_empty() || all_finished) {
-            if !queue.is_empty() {
-                let left: usize = queue.iter().map(|b| b.acks.len()).sum();
-                tracing::warn!(
-                    messages = left,
-                    "drain cut short: these stay unacked and will be redelivered"
-                );
-            }
+        if !input_open && acks.waiting.is_empty() {
             break;
         }
         // A full session queue is retried after a short pause; it drains as its event loop runs.
         let retry = !acks.waiting.is_empty();
         tokio::select! {
-            b = input.recv(), if input_open => match b {
-                Some(b) => queue.push_back(b),
+            a = input.recv(), if input_open => match a {
+                Some(a) => acks.waiting.extend(a),
                 None => input_open = false,
             },
-            _ = wake.notified() => {}
             _ = tokio::time::sleep(std::time::Duration::from_millis(2)), if retry => {}
             _ = abort.wait_for(|a| *a) => {
-                let left: usize =
-                    queue.iter().map(|b| b.acks.len()).sum::<usize>() + acks.waiting.len();
-                tracing::warn!(messages = left, "drain deadline passed: these stay unacked and will be redelivered");
+                tracing::warn!(messages = acks.waiting.len(), "drain deadline passed: these stay unacked and will be redelivered");
                 break;
             }
         }

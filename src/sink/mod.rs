@@ -1,6 +1,6 @@
-//! Sinks: where readings become durable. Each sink runs in its own task, takes pipeline batches
-//! in order, coalesces what is queued into one write, retries failures with backoff until they
-//! succeed (or the drain deadline passes), and reports the last batch it committed.
+//! Sinks: where readings are stored. Each sink runs in its own task, reads committed batches from
+//! the spool after its cursor, coalesces them into one write, retries failures with backoff until
+//! they succeed (or the drain deadline passes), and moves its cursor.
 
 pub mod influx;
 pub mod line_protocol;
@@ -13,11 +13,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch, Notify};
-use tokio::time::Instant;
+use tokio::sync::watch;
 
-use crate::model::{DeadLetter, Kind};
+use crate::ingest::mqtt::now_ns;
+use crate::model::{DeadLetter, Kind, Reason};
 use crate::pipeline::Batch;
+use crate::spool::SpoolReader;
+
+/// A server's `Retry-After` is honoured up to this long (a bogus "retry in a week" must not
+/// stall a sink for good).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 /// How a failed write should be treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +87,7 @@ pub trait Sink: Send + 'static {
 #[derive(Debug)]
 pub struct SinkProgress {
     pub name: &'static str,
-    /// Sequence number of the last batch committed (0: none yet; batches start at 1).
+    /// Spool seq of the last batch committed (0: none yet; seqs start at 1).
     pub committed: AtomicU64,
     /// The last write succeeded (or none failed yet).
     pub healthy: AtomicBool,
@@ -94,9 +99,14 @@ pub struct SinkProgress {
 
 impl SinkProgress {
     pub fn new(name: &'static str) -> Arc<Self> {
+        SinkProgress::starting_at(name, 0)
+    }
+
+    /// A sink that has committed everything up to `seq` (its spool cursor).
+    pub fn starting_at(name: &'static str, seq: u64) -> Arc<Self> {
         Arc::new(SinkProgress {
             name,
-            committed: AtomicU64::new(0),
+            committed: AtomicU64::new(seq),
             healthy: AtomicBool::new(true),
             finished: AtomicBool::new(false),
             last_error: std::sync::Mutex::new(None),
@@ -104,113 +114,171 @@ impl SinkProgress {
     }
 }
 
-/// Runs one sink until its input closes (and all is committed) or `abort` turns true.
+/// Runs one sink: reads committed batches from the spool after its cursor, writes them
+/// (coalesced up to the sink's group size), retries failures until they succeed, hands refused
+/// points back to the spool as dead letters, and moves its cursor. Ends when the spool is closed
+/// and everything is written, or at `abort` (what is left stays in the spool for the next
+/// start).
 pub async fn run<S: Sink>(
     mut sink: S,
-    mut input: mpsc::Receiver<Arc<Batch>>,
+    mut spool: SpoolReader,
     progress: Arc<SinkProgress>,
-    wake: Arc<Notify>,
     mut abort: watch::Receiver<bool>,
 ) {
     let name = sink.name();
     let retries = metrics::counter!("qala_sink_retries_total", "sink" => name);
-    let mut group: Vec<Arc<Batch>> = Vec::new();
-    'batches: loop {
-        group.clear();
-        let first = tokio::select! {
-            b = input.recv() => b,
-            _ = abort.wait_for(|a| *a) => None,
+    let lag = metrics::gauge!("qala_sink_lag_seconds", "sink" => name);
+    let mut read_failures: u32 = 0;
+    'groups: loop {
+        let next = tokio::select! {
+            g = spool.next_group(sink.max_readings(), sink.linger()) => g,
+            _ = abort.wait_for(|a| *a) => break,
         };
-        let Some(first) = first else { break };
-        let mut readings = first.readings.len();
-        group.push(first);
-        let deadline = Instant::now() + sink.linger();
-        while readings < sink.max_readings() {
-            let next = match input.try_recv() {
-                Ok(b) => Some(b),
-                Err(mpsc::error::TryRecvError::Empty) if !sink.linger().is_zero() => {
-                    tokio::time::timeout_at(deadline, input.recv())
-                        .await
-                        .ok()
-                        .flatten()
+        let group = match next {
+            Ok(Some(g)) => g,
+            Ok(None) => break,
+            Err(e) => {
+                read_failures += 1;
+                progress.healthy.store(false, Ordering::Relaxed);
+                set_error(&progress, Some(format!("cannot read the spool: {e}")));
+                tracing::error!(sink = name, error = %e, "cannot read the spool; retrying");
+                let delay = retry::backoff(read_failures, rand::random::<f64>());
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => continue,
+                    _ = abort.wait_for(|a| *a) => break,
                 }
-                Err(_) => None,
-            };
-            match next {
-                Some(b) => {
-                    readings += b.readings.len();
-                    group.push(b);
-                }
-                None => break,
             }
+        };
+        read_failures = 0;
+        if group.is_empty() {
+            continue;
         }
-
+        let last = group.last().map_or(0, |b| b.seq);
         let mut attempt: u32 = 0;
         loop {
+            lag.set(age_seconds(spool.group_written_ns()));
             let outcome = tokio::select! {
                 r = sink.write(&group) => r,
-                _ = abort.wait_for(|a| *a) => break 'batches,
+                _ = abort.wait_for(|a| *a) => break 'groups,
             };
             match outcome {
-                Ok(rejected) => {
-                    if !rejected.is_empty() {
-                        tracing::error!(
-                            sink = name,
-                            points = rejected.len(),
-                            "the sink refused points; dead-lettered"
-                        );
-                    }
+                Ok(refused) => {
                     if attempt > 0 {
                         tracing::info!(
                             sink = name,
                             attempts = attempt + 1,
                             "sink write succeeded after retries"
                         );
+                        set_error(&progress, None::<String>);
                     }
                     progress.healthy.store(true, Ordering::Relaxed);
-                    if attempt > 0 {
-                        if let Ok(mut last) = progress.last_error.lock() {
-                            *last = None;
+                    let refused_count = refused.len();
+                    if !refused.is_empty() {
+                        let by_kind = refused_kinds(&refused);
+                        tracing::error!(
+                            sink = name, points = refused_count,
+                            first = %refused[0].rejection.message,
+                            "the sink refused points; dead-lettered (reason sink_rejected)"
+                        );
+                        metrics::counter!("qala_messages_rejected_total", "reason" => Reason::SinkRejected.as_str())
+                            .increment(refused_count as u64);
+                        let back = Batch {
+                            dead_letters: refused,
+                            ..Batch::default()
+                        };
+                        // Durable before the cursor moves past the readings they came from.
+                        let stored = tokio::select! {
+                            r = spool.refuse(back) => r,
+                            _ = abort.wait_for(|a| *a) => break 'groups,
+                        };
+                        if let Err(e) = stored {
+                            tracing::error!(sink = name, error = e, "refused points could not be spooled; the group stays unconfirmed and is written again at the next start");
+                            break 'groups;
                         }
+                        count_stored(&sink, &group, &by_kind);
+                    } else {
+                        count_stored(&sink, &group, &BTreeMap::new());
                     }
-                    count_stored(&sink, &group);
-                    let last = group.last().map(|b| b.seq).unwrap_or(0);
                     progress.committed.store(last, Ordering::Release);
-                    wake.notify_one();
+                    if let Err(e) = spool.commit_cursor(last, false).await {
+                        tracing::warn!(sink = name, error = %e, "cannot write the sink's spool cursor; it is retried with the next write (a restart would write a few batches again)");
+                    }
+                    lag.set(if spool.caught_up(last) {
+                        0.0
+                    } else {
+                        age_seconds(spool.group_written_ns())
+                    });
                     break;
                 }
                 Err(e) => {
                     attempt += 1;
                     retries.increment(1);
                     progress.healthy.store(false, Ordering::Relaxed);
-                    if let Ok(mut last) = progress.last_error.lock() {
-                        *last = Some(e.message.clone());
-                    }
-                    let delay = retry::backoff(attempt, rand::random::<f64>());
+                    set_error(&progress, Some(e.message.clone()));
+                    let jittered = retry::backoff(attempt, rand::random::<f64>());
+                    let delay = e
+                        .retry_after
+                        .map_or(jittered, |ra| ra.max(jittered).min(MAX_RETRY_AFTER));
                     match e.class {
                         ErrorClass::Transient => tracing::warn!(
                             sink = name, attempt, retry_in_ms = delay.as_millis() as u64, error = %e,
-                            "sink write failed; retrying (messages stay unacked meanwhile)"
+                            "sink write failed; retrying (the spool keeps the data meanwhile)"
                         ),
                         ErrorClass::Rejected | ErrorClass::Config => tracing::error!(
                             sink = name, attempt, retry_in_ms = delay.as_millis() as u64, error = %e,
-                            "sink refused the write; operator action needed, retrying"
+                            "sink refused the write; operator action needed, retrying (the spool keeps the data)"
                         ),
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
-                        _ = abort.wait_for(|a| *a) => break 'batches,
+                        _ = abort.wait_for(|a| *a) => break 'groups,
                     }
                 }
             }
         }
     }
+    let done = progress.committed.load(Ordering::Acquire);
+    if let Err(e) = spool.commit_cursor(done, true).await {
+        tracing::warn!(sink = name, error = %e, "cannot write the sink's spool cursor at the end; the next start writes a few batches again");
+    }
     progress.finished.store(true, Ordering::Release);
-    wake.notify_one();
 }
 
-/// `qala_readings_stored_total{sink, kind}`: once per kind per write, not per reading.
-fn count_stored<S: Sink>(sink: &S, group: &[Arc<Batch>]) {
+fn set_error(progress: &SinkProgress, error: Option<impl Into<String>>) {
+    if let Ok(mut last) = progress.last_error.lock() {
+        *last = error.map(Into::into);
+    }
+}
+
+fn age_seconds(written_ns: i64) -> f64 {
+    if written_ns == 0 {
+        return 0.0;
+    }
+    ((now_ns() - written_ns) as f64 / 1.0e9).max(0.0)
+}
+
+/// How many refused points there are per kind (the measurement of their line).
+fn refused_kinds(refused: &[DeadLetter]) -> BTreeMap<Kind, u64> {
+    let mut out = BTreeMap::new();
+    for d in refused {
+        let head = d
+            .payload
+            .split(|b| *b == b',' || *b == b' ')
+            .next()
+            .unwrap_or(&[]);
+        if let Some(k) = std::str::from_utf8(head)
+            .ok()
+            .and_then(|h| h.parse::<Kind>().ok())
+        {
+            *out.entry(k).or_default() += 1;
+        }
+    }
+    out
+}
+
+/// `qala_readings_stored_total{sink, kind}`: once per kind per write, not per reading; minus
+/// what the sink refused.
+fn count_stored<S: Sink>(sink: &S, group: &[Arc<Batch>], refused: &BTreeMap<Kind, u64>) {
     if !sink.stores_readings() {
         return;
     }
@@ -221,6 +289,7 @@ fn count_stored<S: Sink>(sink: &S, group: &[Arc<Batch>]) {
         }
     }
     for (kind, n) in per_kind {
+        let n = n.saturating_sub(refused.get(&kind).copied().unwrap_or(0));
         metrics::counter!("qala_readings_stored_total", "sink" => sink.name(), "kind" => kind.as_str())
             .increment(n);
     }

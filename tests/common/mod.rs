@@ -1584,17 +1584,23 @@ impl<'a> QalaConfig<'a> {
         self.dir.join("qala.sqlite")
     }
 
+    pub fn spool_dir(&self) -> PathBuf {
+        self.dir.join("spool")
+    }
+
     pub fn toml(&self) -> String {
         let mut t = format!(
             "[mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\nclient_id = \"{id}\"\nqos = 1\nmax_packet_size = {max}\n\n\
              [broker]\nembedded = {emb}\nlisten = \"127.0.0.1:{port}\"\n\n\
              [sqlite]\nenabled = true\npath = {db:?}\n\n\
+             [spool]\ndir = {spool:?}\n\n\
              [http]\nlisten = \"127.0.0.1:{http}\"\n\n",
             port = self.mqtt_port,
             id = self.client_id,
             max = self.max_packet_size,
             emb = self.embedded,
             db = self.sqlite_path(),
+            spool = self.spool_dir(),
             http = self.http_port,
         );
         if let Some(url) = &self.influx_url {
