@@ -707,6 +707,128 @@ pub fn mosquitto_pub_lines(
     );
 }
 
+/// A `mosquitto_pub -l` fed at a steady rate from a thread: a stream that is still flowing while
+/// a test stops or kills things. Stdin stays open after the last line until [`PacedPublisher::finish`]
+/// (the Mosquitto 2.0.11 EOF trap, see [`mosquitto_pub_lines`]).
+pub struct PacedPublisher {
+    sent: Arc<AtomicU64>,
+    done: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Result<(), String>>>,
+}
+
+impl PacedPublisher {
+    /// Starts publishing `lines` to `topic` at about `rate` messages per second.
+    pub fn start(port: u16, topic: &str, lines: Vec<String>, qos: u8, rate: u32) -> PacedPublisher {
+        let sent = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        let binary = find_binary("mosquitto_pub");
+        let mut child = Command::new(&binary)
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-q",
+                &qos.to_string(),
+            ])
+            .args(["-t", topic, "-l"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning mosquitto_pub -l: {e}"));
+        let stderr = collect_stderr(child.stderr.take().expect("mosquitto_pub stderr is piped"));
+        let stdin = child.stdin.take().expect("mosquitto_pub stdin is piped");
+        let (sent2, done2) = (sent.clone(), done.clone());
+        let thread = thread::spawn(move || {
+            let mut writer = std::io::BufWriter::with_capacity(1 << 16, stdin);
+            let start = Instant::now();
+            let chunk = (rate / 50).max(1) as usize; // 50 writes per second
+            let mut written = 0usize;
+            for block in lines.chunks(chunk) {
+                for line in block {
+                    writer
+                        .write_all(line.as_bytes())
+                        .and_then(|()| writer.write_all(b"\n"))
+                        .map_err(|e| format!("writing to mosquitto_pub: {e}"))?;
+                }
+                writer
+                    .flush()
+                    .map_err(|e| format!("writing to mosquitto_pub: {e}"))?;
+                written += block.len();
+                sent2.store(written as u64, Ordering::Release);
+                let due = Duration::from_secs_f64(written as f64 / rate as f64);
+                if let Some(wait) = due.checked_sub(start.elapsed()) {
+                    thread::sleep(wait);
+                }
+            }
+            while !done2.load(Ordering::Acquire) {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(format!(
+                        "mosquitto_pub exited early with {status}: {}",
+                        stderr.join().unwrap_or_default()
+                    ));
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
+            drop(writer);
+            let status = wait_timeout(&mut child, CLIENT_TIMEOUT).ok_or_else(|| {
+                let _ = child.kill();
+                "mosquitto_pub did not exit after its stdin closed".to_string()
+            })?;
+            if status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "mosquitto_pub exited with {status}: {}",
+                    stderr.join().unwrap_or_default()
+                ))
+            }
+        });
+        PacedPublisher {
+            sent,
+            done,
+            thread: Some(thread),
+        }
+    }
+
+    /// Lines handed to mosquitto_pub so far.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Acquire)
+    }
+
+    /// Closes stdin once everything was written and `until()` holds (or `timeout` passes), and
+    /// checks that mosquitto_pub exited cleanly.
+    pub fn finish(mut self, total: u64, mut until: impl FnMut() -> bool, timeout: Duration) {
+        let start = Instant::now();
+        while (self.sent() < total || !until()) && start.elapsed() < timeout {
+            thread::sleep(Duration::from_millis(100));
+        }
+        self.done.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            match t.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => panic!("paced publisher: {e}"),
+                Err(_) => panic!("paced publisher thread panicked"),
+            }
+        }
+    }
+}
+
+impl Drop for PacedPublisher {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::Release);
+    }
+}
+
+/// Resident set size of a process, bytes (from /proc/PID/status).
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
 /// How a `MosquittoSub` connects and subscribes.
 #[derive(Debug, Clone)]
 pub struct SubscribeOptions {
@@ -1563,6 +1685,8 @@ pub struct QalaConfig<'a> {
     pub influx_url: Option<String>,
     pub client_id: String,
     pub max_packet_size: usize,
+    /// Lines added to the `[spool]` table (after its `dir`).
+    pub spool_extra: String,
     pub extra: String,
 }
 
@@ -1576,6 +1700,7 @@ impl<'a> QalaConfig<'a> {
             influx_url: None,
             client_id: format!("qala-test-{http_port}"),
             max_packet_size: 1 << 20,
+            spool_extra: String::new(),
             extra: String::new(),
         }
     }
@@ -1593,7 +1718,7 @@ impl<'a> QalaConfig<'a> {
             "[mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\nclient_id = \"{id}\"\nqos = 1\nmax_packet_size = {max}\n\n\
              [broker]\nembedded = {emb}\nlisten = \"127.0.0.1:{port}\"\n\n\
              [sqlite]\nenabled = true\npath = {db:?}\n\n\
-             [spool]\ndir = {spool:?}\n\n\
+             [spool]\ndir = {spool:?}\n{spool_extra}\n\
              [http]\nlisten = \"127.0.0.1:{http}\"\n\n",
             port = self.mqtt_port,
             id = self.client_id,
@@ -1601,6 +1726,7 @@ impl<'a> QalaConfig<'a> {
             emb = self.embedded,
             db = self.sqlite_path(),
             spool = self.spool_dir(),
+            spool_extra = self.spool_extra,
             http = self.http_port,
         );
         if let Some(url) = &self.influx_url {
@@ -1622,4 +1748,12 @@ pub fn sqlite_reading(path: &Path, sensor_id: &str, metric: &str) -> Option<(f64
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )
     .ok()
+}
+
+/// One REAL of a query (e.g. a sum); 0 when the query yields NULL.
+pub fn sqlite_f64(path: &Path, sql: &str) -> f64 {
+    sqlite_open_readonly(path)
+        .query_row(sql, [], |row| row.get::<_, Option<f64>>(0))
+        .unwrap_or_else(|e| panic!("SQLite {}: {sql:?}: {e}", path.display()))
+        .unwrap_or(0.0)
 }
