@@ -81,6 +81,12 @@ pub struct MqttSettings {
     /// Longest wait between reconnect attempts (backoff doubles up to it, with jitter).
     #[serde(with = "human_duration")]
     pub reconnect_max_delay: Duration,
+    /// Parallel subscriber sessions in this process. Above 1, each subscribes to every topic
+    /// as `$share/{share_group}/{topic}` under client id `{client_id}-{n}`: the broker splits
+    /// the messages between them, and each brings its own window of unacked messages.
+    pub sessions: usize,
+    /// The shared-subscription group of the sessions (when `sessions` > 1).
+    pub share_group: String,
 }
 
 impl Default for MqttSettings {
@@ -100,6 +106,8 @@ impl Default for MqttSettings {
             client_key_file: None,
             inflight_window: 1024,
             reconnect_max_delay: Duration::from_secs(30),
+            sessions: 1,
+            share_group: "qala".into(),
         }
     }
 }
@@ -259,6 +267,29 @@ impl Default for PipelineSettings {
     }
 }
 
+impl MqttSettings {
+    /// Client id and filters of session `n` (0-based): with one session, as configured; with
+    /// several, `{client_id}-{n}` and every filter shared (`$share/{group}/...`) unless it is
+    /// already.
+    pub fn session(&self, n: usize) -> (String, Vec<String>) {
+        if self.sessions <= 1 {
+            return (self.client_id.clone(), self.topics.clone());
+        }
+        let topics = self
+            .topics
+            .iter()
+            .map(|t| {
+                if t.starts_with("$share/") {
+                    t.clone()
+                } else {
+                    format!("$share/{}/{t}", self.share_group)
+                }
+            })
+            .collect();
+        (format!("{}-{n}", self.client_id), topics)
+    }
+}
+
 /// A list, or one string of comma-separated items (how a list arrives from the environment).
 fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
@@ -393,6 +424,21 @@ impl Settings {
         }
         for t in &m.topics {
             check_filter(t).map_err(|why| key_err("mqtt.topics", format!("{t:?} {why}")))?;
+        }
+        if m.sessions == 0 || m.sessions > 64 {
+            return Err(key_err(
+                "mqtt.sessions",
+                format!("{} is not a session count: 1 to 64", m.sessions),
+            ));
+        }
+        if m.sessions > 1 && (m.share_group.is_empty() || m.share_group.contains(['/', '+', '#'])) {
+            return Err(key_err(
+                "mqtt.share_group",
+                format!(
+                    "{:?} cannot name a shared subscription group: non-empty, without / + #",
+                    m.share_group
+                ),
+            ));
         }
         if m.qos > 1 {
             return Err(key_err(

@@ -156,14 +156,15 @@ impl Gateway {
         drop(spool);
 
         let (deliveries_tx, deliveries_rx) = mpsc::channel(settings.pipeline.queue);
-        let (session, session_task) = mqtt::spawn(
-            0,
-            &settings.mqtt,
-            settings.mqtt.client_id.clone(),
-            deliveries_tx,
-            phase_rx.clone(),
-        )?;
-        let sessions = vec![session];
+        let mut sessions = Vec::new();
+        let mut session_tasks = Vec::new();
+        for n in 0..settings.mqtt.sessions {
+            let (session, task) =
+                mqtt::spawn(n, &settings.mqtt, deliveries_tx.clone(), phase_rx.clone())?;
+            sessions.push(session);
+            session_tasks.push(task);
+        }
+        drop(deliveries_tx);
 
         let acker = supervise(
             "acker",
@@ -220,7 +221,7 @@ impl Gateway {
             addr: settings.http.listen.clone(),
             source,
         })?;
-        tracing::info!(%http_addr, mqtt = %settings.mqtt.url, topics = ?settings.mqtt.topics, "qala gateway started");
+        tracing::info!(%http_addr, mqtt = %settings.mqtt.url, topics = ?settings.mqtt.topics, sessions = settings.mqtt.sessions, "qala gateway started");
 
         Ok(Gateway {
             http_addr,
@@ -228,7 +229,7 @@ impl Gateway {
             phase: phase_tx,
             abort: abort_tx,
             sessions,
-            session_tasks: vec![session_task],
+            session_tasks,
             batcher,
             spool_writer,
             acker,

@@ -403,3 +403,61 @@ fn bad_inputs_are_dead_lettered_with_their_reason_while_valid_traffic_flows() {
         .export(r#"{__name__="air_pm2_5",sensor_id="bad-src"}"#)
         .is_empty());
 }
+
+#[test]
+fn four_shared_sessions_split_the_stream_and_store_every_message_once() {
+    const N: usize = 8_000;
+    let mosq = Mosquitto::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let http = free_port();
+    let cfg = QalaConfig::new(mosq.port, http, dir.path());
+    let toml = cfg.toml().replace(
+        "qos = 1\n",
+        "qos = 1\nsessions = 4\nshare_group = \"ingest\"\n",
+    );
+    let before = mosq.subscription_count("$share/ingest/city/#");
+    let gw = Gateway::start(&toml, http, dir.path().join("gw"));
+    wait_until("four shared subscriptions", Duration::from_secs(10), || {
+        mosq.subscription_count("$share/ingest/city/#") >= before + 4
+    });
+    let lines: Vec<String> = (0..N)
+        .map(|i| format!(r#"{{"ts":{},"volume":{i}.5}}"#, T0_MS + i as i64 * 1000))
+        .collect();
+    let db = cfg.sqlite_path();
+    let rows = || {
+        sqlite_i64(
+            &db,
+            "SELECT count(*) FROM readings_view WHERE city = 'shared' AND metric = 'volume'",
+        )
+    };
+    mosquitto_pub_lines(
+        mosq.port,
+        "city/shared/d1/water/m-1",
+        &lines,
+        1,
+        || rows() >= N as i64,
+        Duration::from_secs(60),
+    );
+    let m = gw.metrics();
+    let per_session: Vec<f64> = (0..4)
+        .map(|s| {
+            prom_value(
+                &m,
+                "qala_session_messages_total",
+                &[("session", &s.to_string())],
+            )
+            .unwrap_or(0.0)
+        })
+        .collect();
+    println!("messages per session: {per_session:?}");
+    assert_eq!(rows(), N as i64);
+    assert_eq!(
+        per_session.iter().sum::<f64>(),
+        N as f64,
+        "each message came once"
+    );
+    assert!(
+        per_session.iter().all(|n| *n > 0.0),
+        "the broker split the stream between all four sessions: {per_session:?}"
+    );
+}

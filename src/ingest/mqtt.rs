@@ -147,10 +147,10 @@ pub fn options(settings: &MqttSettings, client_id: &str) -> Result<MqttOptions, 
 pub fn spawn(
     index: usize,
     settings: &MqttSettings,
-    client_id: String,
     deliveries: mpsc::Sender<Delivery>,
     phase: watch::Receiver<Phase>,
 ) -> Result<(SessionHandle, tokio::task::JoinHandle<()>), ConfigError> {
+    let (client_id, topics) = settings.session(index);
     let opts = options(settings, &client_id)?;
     // Room for every ack the broker's window allows, so the acker never waits on this channel.
     let (client, eventloop) = AsyncClient::new(opts, settings.inflight_window + 64);
@@ -167,10 +167,9 @@ pub fn spawn(
     } else {
         QoS::AtLeastOnce
     };
-    let filters: Vec<SubscribeFilter> = settings
-        .topics
-        .iter()
-        .map(|t| SubscribeFilter::new(t.clone(), qos))
+    let filters: Vec<SubscribeFilter> = topics
+        .into_iter()
+        .map(|t| SubscribeFilter::new(t, qos))
         .collect();
     let task = tokio::spawn(drive(
         handle.clone(),
@@ -199,6 +198,8 @@ async fn drive(
     let mut subscribe_pending = false;
     let mut pipeline_gone = false;
     let received = metrics::counter!("qala_messages_received_total");
+    let received_here =
+        metrics::counter!("qala_session_messages_total", "session" => session.index.to_string());
     loop {
         if subscribe_pending {
             match session.client.try_subscribe_many(filters.clone()) {
@@ -215,6 +216,7 @@ async fn drive(
                     continue; // not forwarded, never acked: the broker keeps it for next time
                 }
                 received.increment(1);
+                received_here.increment(1);
                 let ack = (p.qos != QoS::AtMostOnce).then(|| AckToken {
                     session: session.index,
                     generation: session.generation.load(Ordering::Acquire),
