@@ -26,6 +26,10 @@ struct Scenario {
     broker: Broker,
     victoria: bool,
     sync: SqliteSync,
+    /// Gateway subscriber sessions (a shared subscription when > 1).
+    sessions: usize,
+    /// Readings per message: 1 (a JSON object) or a SenML pack of this many records.
+    pack: usize,
 }
 
 #[derive(Clone, Copy)]
@@ -57,54 +61,71 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(4);
     let only = arg("--only");
+    let sc = |name, broker, victoria, sessions, pack| Scenario {
+        name,
+        broker,
+        victoria,
+        sync: SqliteSync::Full,
+        sessions,
+        pack,
+    };
+    let w20 = Broker::Mosquitto { window: 20 };
+    let w1000 = Broker::Mosquitto { window: 1000 };
     let scenarios = [
-        Scenario {
-            name: "embedded → SQLite (synchronous=full)",
-            broker: Broker::Embedded,
-            victoria: false,
-            sync: SqliteSync::Full,
-        },
-        Scenario {
-            name: "embedded → SQLite (synchronous=normal)",
-            broker: Broker::Embedded,
-            victoria: false,
-            sync: SqliteSync::Normal,
-        },
-        Scenario {
-            name: "embedded → SQLite + VictoriaMetrics",
-            broker: Broker::Embedded,
-            victoria: true,
-            sync: SqliteSync::Full,
-        },
-        Scenario {
-            name: "Mosquitto (window 20) → SQLite",
-            broker: Broker::Mosquitto { window: 20 },
-            victoria: false,
-            sync: SqliteSync::Full,
-        },
-        Scenario {
-            name: "Mosquitto (window 1000) → SQLite + VictoriaMetrics",
-            broker: Broker::Mosquitto { window: 1000 },
-            victoria: true,
-            sync: SqliteSync::Full,
-        },
+        sc("embedded → SQLite", Broker::Embedded, false, 1, 1),
+        sc(
+            "embedded → SQLite + VictoriaMetrics",
+            Broker::Embedded,
+            true,
+            1,
+            1,
+        ),
+        sc(
+            "Mosquitto (window 20), 1 session → SQLite",
+            w20,
+            false,
+            1,
+            1,
+        ),
+        sc(
+            "Mosquitto (window 20), 4 sessions → SQLite",
+            w20,
+            false,
+            4,
+            1,
+        ),
+        sc(
+            "Mosquitto (window 1000), 4 sessions → SQLite + VictoriaMetrics",
+            w1000,
+            true,
+            4,
+            1,
+        ),
+        sc(
+            "Mosquitto (window 1000), 4 sessions, SenML packs of 10 → SQLite + VictoriaMetrics",
+            w1000,
+            true,
+            4,
+            10,
+        ),
     ];
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    println!("{} messages per scenario, {publishers} publisher connections, QoS 1, one reading (2 metrics) per message\n", messages);
-    println!("| scenario | readings/s | time (s) | stored | lag p50 | lag p99 |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("{messages} messages per scenario, {publishers} publisher connections, QoS 1, acked after the spool commit; a reading = one sensor at one instant (2 metrics); one per message unless packed\n");
+    println!("| scenario | readings/s | messages/s | time (s) | stored | lag p50 | lag p99 |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for s in scenarios.iter().filter(|s| {
         only.as_deref()
             .is_none_or(|o| s.name.to_lowercase().contains(&o.to_lowercase()))
     }) {
         let out = rt.block_on(run(s, messages, publishers));
         println!(
-            "| {} | {:.0} | {:.2} | {} | {} | {} |",
+            "| {} | {:.0} | {:.0} | {:.2} | {} | {} | {} |",
             s.name,
             out.stored as f64 / out.seconds,
+            out.stored as f64 / s.pack as f64 / out.seconds,
             out.seconds,
             out.stored,
             ms(out.lag_p50),
@@ -141,6 +162,7 @@ async fn run(s: &Scenario, messages: u64, publishers: usize) -> Outcome {
     settings.broker.listen = format!("127.0.0.1:{port}");
     settings.mqtt.url = format!("mqtt://127.0.0.1:{port}");
     settings.mqtt.client_id = format!("qala-bench-{port}");
+    settings.mqtt.sessions = s.sessions;
     settings.sqlite.path = dir.path().join("bench.sqlite");
     settings.spool.dir = dir.path().join("spool");
     settings.sqlite.synchronous = s.sync;
@@ -164,11 +186,11 @@ async fn run(s: &Scenario, messages: u64, publishers: usize) -> Outcome {
     let start = Instant::now();
     let acked = Arc::new(AtomicU64::new(0));
     let per = messages / publishers as u64;
-    let total = per * publishers as u64;
+    let total = per * publishers as u64 * s.pack as u64;
     let mut tasks = Vec::new();
     for p in 0..publishers {
         let acked = acked.clone();
-        tasks.push(tokio::spawn(publish(port, p, per, acked)));
+        tasks.push(tokio::spawn(publish(port, p, per, s.pack, acked)));
     }
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut stored = 0u64;
@@ -235,7 +257,7 @@ fn lag_delta(before: &[prom::Sample], after: &[prom::Sample]) -> (Option<f64>, O
 
 const SENSORS_PER_PUBLISHER: usize = 50;
 
-async fn publish(port: u16, index: usize, count: u64, acked: Arc<AtomicU64>) {
+async fn publish(port: u16, index: usize, count: u64, pack: usize, acked: Arc<AtomicU64>) {
     let mut opts = MqttOptions::new(format!("bench-pub-{port}-{index}"), "127.0.0.1", port);
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_inflight(100);
@@ -268,8 +290,22 @@ async fn publish(port: u16, index: usize, count: u64, acked: Arc<AtomicU64>) {
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
         let ts = now_ms.max(last_ms[sensor] + 1);
-        last_ms[sensor] = ts;
-        let payload = format!(r#"{{"ts":{ts},"volume":{i}.25,"flow":1.5}}"#);
+        last_ms[sensor] = ts + pack as i64 - 1;
+        let payload = if pack <= 1 {
+            format!(r#"{{"ts":{ts},"volume":{i}.25,"flow":1.5}}"#)
+        } else {
+            // A SenML pack: one record per millisecond from ts, two metrics each.
+            let mut p = format!(
+                r#"[{{"bt":{}.{:03},"n":"volume","v":{i}.25}},{{"n":"flow","v":1.5}}"#,
+                ts / 1000,
+                ts % 1000
+            );
+            for k in 1..pack {
+                p.push_str(&format!(r#",{{"n":"volume","t":0.{k:03},"v":{i}.25}},{{"n":"flow","t":0.{k:03},"v":1.5}}"#));
+            }
+            p.push(']');
+            p
+        };
         client
             .publish(
                 format!("city/bench/d{index}/water/m-{index}-{sensor}"),
