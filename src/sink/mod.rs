@@ -215,10 +215,11 @@ pub async fn run<S: Sink>(
                     retries.increment(1);
                     progress.healthy.store(false, Ordering::Relaxed);
                     set_error(&progress, Some(e.message.clone()));
-                    let jittered = retry::backoff(attempt, rand::random::<f64>());
-                    let delay = e
-                        .retry_after
-                        .map_or(jittered, |ra| ra.max(jittered).min(MAX_RETRY_AFTER));
+                    let delay = retry::wait(
+                        attempt,
+                        rand::random::<f64>(),
+                        e.retry_after.map(|ra| ra.min(MAX_RETRY_AFTER)),
+                    );
                     match e.class {
                         ErrorClass::Transient => tracing::warn!(
                             sink = name, attempt, retry_in_ms = delay.as_millis() as u64, error = %e,
