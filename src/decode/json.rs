@@ -1,5 +1,8 @@
 //! The default JSON object: `{"ts": <RFC 3339 | epoch ms>, "<metric>": <number>, ...,
-//! "units": {"<metric>": "<unit>"}}`. Decoded with a borrowing visitor: no intermediate tree.
+//! "units": {"<metric>": "<unit>"}}`. Decoded without an intermediate tree: the plain common
+//! case by a small reader of its own ([`read_plain`]), anything else by a borrowing serde visitor,
+//! which also words the errors. Both read into the same [`Object`], so they cannot disagree on
+//! what an object means.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -12,8 +15,15 @@ use crate::model::{Reason, Rejection};
 
 /// Decodes one JSON object into one point.
 pub fn decode_object(payload: &[u8]) -> Result<RawPoint<'_>, Rejection> {
-    let obj: Object<'_> =
-        serde_json::from_slice(payload).map_err(|e| json_rejection(e, "JSON object"))?;
+    let obj = match read_plain(payload) {
+        Some(obj) => obj,
+        None => serde_json::from_slice(payload).map_err(|e| json_rejection(e, "JSON object"))?,
+    };
+    finish(obj)
+}
+
+/// The checks that need the whole object, in the order they are reported.
+fn finish(obj: Object<'_>) -> Result<RawPoint<'_>, Rejection> {
     let time = match obj.ts {
         None => RawTime::Absent,
         Some(field) => RawTime::UnixNs(parse_ts(field)?),
@@ -150,6 +160,43 @@ struct Object<'a> {
     pending_units: Vec<(Cow<'a, str>, Cow<'a, str>)>,
 }
 
+impl<'a> Object<'a> {
+    fn new() -> Self {
+        Object {
+            ts: None,
+            values: Vec::with_capacity(8),
+            refused: None,
+            pending_units: Vec::new(),
+        }
+    }
+
+    /// A member other than `ts` and `units`.
+    fn metric(&mut self, name: Cow<'a, str>, field: Field<'a>) {
+        if self.refused.is_none() {
+            match metric_value(name, field, &self.values) {
+                Ok(v) => self.values.push(v),
+                Err(e) => self.refused = Some(e),
+            }
+        }
+    }
+
+    /// `units` begins: a later `units` replaces an earlier one.
+    fn units(&mut self) {
+        for v in &mut self.values {
+            v.unit = None;
+        }
+        self.pending_units.clear();
+    }
+
+    /// One member of `units`: to its metric if that was read already, else it waits.
+    fn unit(&mut self, name: Cow<'a, str>, unit: Cow<'a, str>) {
+        match self.values.iter_mut().find(|v| v.name == name) {
+            Some(v) => v.unit = Some(unit),
+            None => self.pending_units.push((name, unit)),
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for Object<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
@@ -159,12 +206,7 @@ impl<'de> Deserialize<'de> for Object<'de> {
                 f.write_str("an object of metrics")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Object<'de>, A::Error> {
-                let mut obj = Object {
-                    ts: None,
-                    values: Vec::with_capacity(8),
-                    refused: None,
-                    pending_units: Vec::new(),
-                };
+                let mut obj = Object::new();
                 while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
                     match key.as_ref() {
                         "ts" => {
@@ -174,24 +216,12 @@ impl<'de> Deserialize<'de> for Object<'de> {
                             obj.ts = Some(map.next_value()?);
                         }
                         "units" => {
-                            // A later `units` replaces an earlier one.
-                            for v in &mut obj.values {
-                                v.unit = None;
-                            }
-                            obj.pending_units.clear();
-                            map.next_value_seed(Units {
-                                values: &mut obj.values,
-                                pending: &mut obj.pending_units,
-                            })?;
+                            obj.units();
+                            map.next_value_seed(Units(&mut obj))?;
                         }
                         _ => {
                             let f: Field<'de> = map.next_value()?;
-                            if obj.refused.is_none() {
-                                match metric_value(key, f, &obj.values) {
-                                    Ok(v) => obj.values.push(v),
-                                    Err(e) => obj.refused = Some(e),
-                                }
-                            }
+                            obj.metric(key, f);
                         }
                     }
                 }
@@ -202,11 +232,8 @@ impl<'de> Deserialize<'de> for Object<'de> {
     }
 }
 
-/// `units`: each unit goes to its metric if it was read already, else waits in `pending`.
-struct Units<'o, 'a> {
-    values: &'o mut Vec<RawValue<'a>>,
-    pending: &'o mut Vec<(Cow<'a, str>, Cow<'a, str>)>,
-}
+/// The members of `units`, read into the object.
+struct Units<'o, 'a>(&'o mut Object<'a>);
 
 impl<'de> DeserializeSeed<'de> for Units<'_, 'de> {
     type Value = ();
@@ -222,12 +249,198 @@ impl<'de> Visitor<'de> for Units<'_, 'de> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some((Text(name), Text(unit))) = map.next_entry::<Text<'de>, Text<'de>>()? {
-            match self.values.iter_mut().find(|v| v.name == name) {
-                Some(v) => v.unit = Some(unit),
-                None => self.pending.push((name, unit)),
-            }
+            self.0.unit(name, unit);
         }
         Ok(())
+    }
+}
+
+/// Reads the common case of the object without serde: names and texts without escapes, numbers
+/// of at most 15 digits without an exponent, booleans, and `units` as an object of texts. For
+/// anything else — other values, longer numbers, escapes, invalid JSON — it returns `None` and
+/// serde reads the payload (and words the error). What it returns is what serde would read:
+/// every number it takes is exact as an integer (< 2^53) divided by an exact power of ten, one
+/// correctly rounded division, as serde_json computes it.
+fn read_plain(payload: &[u8]) -> Option<Object<'_>> {
+    let mut r = Reader {
+        text: std::str::from_utf8(payload).ok()?,
+        at: 0,
+    };
+    let mut obj = Object::new();
+    r.open(b'{')?;
+    if !r.close(b'}') {
+        loop {
+            let key = r.string()?;
+            r.colon()?;
+            match key {
+                "ts" if obj.ts.is_some() => return None,
+                "ts" => {
+                    obj.ts = Some(match r.peek()? {
+                        b'"' => Field::Text(Cow::Borrowed(r.string()?)),
+                        _ => Field::Number(r.number()?),
+                    })
+                }
+                "units" => {
+                    obj.units();
+                    r.open(b'{')?;
+                    if !r.close(b'}') {
+                        loop {
+                            let name = r.string()?;
+                            r.colon()?;
+                            let unit = r.string()?;
+                            obj.unit(Cow::Borrowed(name), Cow::Borrowed(unit));
+                            if !r.next_member()? {
+                                break;
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    let field = match r.peek()? {
+                        b't' => r.word("true", Field::Bool(true))?,
+                        b'f' => r.word("false", Field::Bool(false))?,
+                        _ => Field::Number(r.number()?),
+                    };
+                    obj.metric(Cow::Borrowed(key), field);
+                }
+            }
+            if !r.next_member()? {
+                break;
+            }
+        }
+    }
+    r.blanks();
+    (r.at == r.text.len()).then_some(obj)
+}
+
+/// A cursor over the payload for [`read_plain`]; every method returns `None` where the payload
+/// leaves the common case.
+struct Reader<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    /// Exact powers of ten, for numbers of at most 15 digits.
+    const POW10: [f64; 16] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+    ];
+
+    fn peek(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.at).copied()
+    }
+
+    /// JSON's whitespace.
+    fn blanks(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.at += 1;
+        }
+    }
+
+    /// `b` (after blanks) and the blanks after it.
+    fn open(&mut self, b: u8) -> Option<()> {
+        self.blanks();
+        (self.peek()? == b).then(|| {
+            self.at += 1;
+            self.blanks();
+        })
+    }
+
+    /// Whether `b` comes next (after blanks), taking it if so.
+    fn close(&mut self, b: u8) -> bool {
+        self.blanks();
+        let yes = self.peek() == Some(b);
+        self.at += usize::from(yes);
+        yes
+    }
+
+    fn colon(&mut self) -> Option<()> {
+        self.open(b':')
+    }
+
+    /// After a member: `,` (another follows) or `}` (the object ends).
+    fn next_member(&mut self) -> Option<bool> {
+        if self.close(b',') {
+            self.blanks();
+            Some(true)
+        } else {
+            self.close(b'}').then_some(false)
+        }
+    }
+
+    /// A string without escapes or control characters, borrowed.
+    fn string(&mut self) -> Option<&'a str> {
+        if self.peek()? != b'"' {
+            return None;
+        }
+        let start = self.at + 1;
+        let len = self.text.as_bytes()[start..]
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        self.at = start + len;
+        if self.peek()? != b'"' {
+            return None;
+        }
+        self.at += 1;
+        self.text.get(start..start + len)
+    }
+
+    /// `true` or `false`, as JSON spells them.
+    fn word(&mut self, word: &str, field: Field<'a>) -> Option<Field<'a>> {
+        self.text.get(self.at..)?.starts_with(word).then(|| {
+            self.at += word.len();
+            field
+        })
+    }
+
+    /// `-?(0|[1-9][0-9]*)(.[0-9]+)?` with at most 15 digits in all, as serde_json computes it:
+    /// the digits as an integer, divided by the power of ten of the fraction.
+    fn number(&mut self) -> Option<f64> {
+        let negative = self.peek()? == b'-';
+        self.at += usize::from(negative);
+        let mut digits: u64 = 0;
+        let mut count = 0;
+        let mut take_digits = |r: &mut Self| {
+            let start = r.at;
+            while let Some(d @ b'0'..=b'9') = r.peek() {
+                digits = digits * 10 + u64::from(d - b'0');
+                r.at += 1;
+                count += 1;
+                if count > 15 {
+                    return None;
+                }
+            }
+            Some(r.at - start)
+        };
+        match self.peek()? {
+            b'0' => {
+                self.at += 1;
+                if let Some(b'0'..=b'9') = self.peek() {
+                    return None;
+                }
+            }
+            b'1'..=b'9' => {
+                take_digits(self)?;
+            }
+            _ => return None,
+        }
+        let mut fraction = 0;
+        if self.peek() == Some(b'.') {
+            self.at += 1;
+            fraction = take_digits(self)?;
+            if fraction == 0 {
+                return None;
+            }
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            return None;
+        }
+        let v = if fraction == 0 {
+            digits as f64
+        } else {
+            digits as f64 / Self::POW10[fraction]
+        };
+        Some(if negative { -v } else { v })
     }
 }
 
@@ -280,6 +493,111 @@ impl<'de> Deserialize<'de> for Field<'de> {
 mod tests {
     use super::*;
     use crate::decode::RawData;
+    use proptest::prelude::*;
+
+    fn by_serde(payload: &[u8]) -> Result<RawPoint<'_>, Rejection> {
+        let obj: Object<'_> =
+            serde_json::from_slice(payload).map_err(|e| json_rejection(e, "JSON object"))?;
+        finish(obj)
+    }
+
+    fn bits(p: &RawPoint<'_>) -> Vec<u64> {
+        p.values
+            .iter()
+            .map(|v| match v.value {
+                RawData::Number(x) => x.to_bits(),
+                _ => 0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_plain_reader_reads_what_serde_reads() {
+        let payloads: &[&str] = &[
+            r#"{"ts":1795168800000,"pm2_5":12.5,"pm10":20.1,"no2":21,"temperature":265.15,"units":{"no2":"ppb","temperature":"K"}}"#,
+            " {\r\n \"ts\" : \"2026-01-15T08:00:00+05:00\" ,\t\"pm2_5\":0.0123 , \"units\" : { } }\n",
+            r#"{"units":{"pm2_5":"µg/m³"},"pm2_5":-0,"pm10":-0.0,"co":0.000000000000001,"o3":999999999999999}"#,
+            r#"{"leak_alarm":true,"tamper_alarm":false,"volume":-12.50,"flow":0}"#,
+            r#"{"Алматы":1,"pm2_5":1,"units":{"pm2_5":"a"},"units":{"pm2_5":"b","pm2_5":"c"}}"#,
+            r#"{}"#,
+            // Refused after reading, the same way: a bad ts, a metric twice, a unit naming nothing.
+            r#"{"ts":"yesterday","pm2_5":1}"#,
+            r#"{"ts":-5,"pm2_5":1}"#,
+            r#"{"pm2_5":1,"pm2_5":2}"#,
+            r#"{"pm2_5":1,"units":{"pm10":"ug/m3"}}"#,
+        ];
+        for p in payloads {
+            let plain = read_plain(p.as_bytes()).unwrap_or_else(|| panic!("not plain: {p}"));
+            let (a, b) = (finish(plain), by_serde(p.as_bytes()));
+            assert_eq!(a, b, "{p}");
+            if let (Ok(a), Ok(b)) = (&a, &b) {
+                assert_eq!(bits(a), bits(b), "{p}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_plain_reader_leaves_the_rest_to_serde() {
+        let payloads: &[&[u8]] = &[
+            br#"{"pm2_5":1e3}"#,
+            br#"{"pm2_5":1234567890123456}"#,
+            br#"{"pm2_5":0.1234567890123456}"#,
+            br#"{"pm2_5":012}"#,
+            br#"{"pm2_5":1.}"#,
+            br#"{"pm2_5":.5}"#,
+            br#"{"pm2_5":+1}"#,
+            br#"{"pm2_5":-}"#,
+            br#"{"pm2_5":null}"#,
+            br#"{"pm2_5":"1"}"#,
+            br#"{"pm2_5":[1]}"#,
+            br#"{"pm2_5":{"v":1}}"#,
+            br#"{"pm2_5":truex}"#,
+            br#"{"pm2\u005f5":1}"#,
+            br#"{"units":{"pm2_5":"mg\/m3"},"pm2_5":1}"#,
+            br#"{"units":"K","pm2_5":1}"#,
+            br#"{"ts":1,"ts":2,"pm2_5":1}"#,
+            br#"{"ts":true,"pm2_5":1}"#,
+            br#"{"pm2_5":1,}"#,
+            br#"{"pm2_5":1} x"#,
+            br#"{"pm2_5":1"#,
+            br#"[{"pm2_5":1}]"#,
+            b"{\"pm2_5\x01\":1}",
+            b"{\"pm2_5\":1,\"x\xc3\x28\":2}",
+        ];
+        for p in payloads {
+            let shown = String::from_utf8_lossy(p);
+            assert!(read_plain(p).is_none(), "{shown}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn plain_numbers_are_serde_json_numbers(
+            negative in any::<bool>(),
+            int in "0|[1-9][0-9]{0,16}",
+            fraction in proptest::option::of("[0-9]{1,17}"),
+        ) {
+            let number = format!(
+                "{}{int}{}",
+                if negative { "-" } else { "" },
+                fraction.map(|f| format!(".{f}")).unwrap_or_default()
+            );
+            let payload = format!(r#"{{"pm2_5":{number}}}"#);
+            let serde = by_serde(payload.as_bytes()).expect("valid JSON");
+            if let Some(plain) = read_plain(payload.as_bytes()) {
+                let plain = finish(plain).expect("valid JSON");
+                prop_assert_eq!(bits(&plain), bits(&serde), "{}", number);
+                // As a time, too (refused or not, with the same words).
+                let payload = format!(r#"{{"ts":{number},"pm2_5":1}}"#);
+                let plain = read_plain(payload.as_bytes()).map(finish);
+                prop_assert_eq!(plain, Some(by_serde(payload.as_bytes())), "{}", number);
+            } else {
+                let digits = number.bytes().filter(u8::is_ascii_digit).count();
+                let plain_digits = if int == "0" { digits - 1 } else { digits };
+                prop_assert!(plain_digits > 15, "{} left to serde", number);
+            }
+        }
+    }
 
     fn names(p: &RawPoint<'_>) -> Vec<(String, Option<String>, f64)> {
         p.values
