@@ -98,6 +98,15 @@ async fn render_metrics(State(s): State<ApiState>) -> impl IntoResponse {
             0.0
         };
         metrics::gauge!("qala_sink_healthy", "sink" => p.name).set(v);
+        let since = p
+            .pending_since_ns
+            .load(std::sync::atomic::Ordering::Acquire);
+        let lag = if since > 0 {
+            ((crate::ingest::mqtt::now_ns() - since) as f64 / 1.0e9).max(0.0)
+        } else {
+            0.0
+        };
+        metrics::gauge!("qala_sink_lag_seconds", "sink" => p.name).set(lag);
     }
     s.prom.run_upkeep();
     (

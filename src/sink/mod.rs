@@ -9,13 +9,12 @@ pub mod sqlite;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::ingest::mqtt::now_ns;
 use crate::model::{DeadLetter, Kind, Reason};
 use crate::pipeline::Batch;
 use crate::spool::SpoolReader;
@@ -91,6 +90,9 @@ pub struct SinkProgress {
     pub committed: AtomicU64,
     /// The last write succeeded (or none failed yet).
     pub healthy: AtomicBool,
+    /// When the spool wrote the oldest batch the sink holds and has not committed (ns since the
+    /// epoch; 0: caught up). `/metrics` turns it into `qala_sink_lag_seconds`.
+    pub pending_since_ns: AtomicI64,
     /// The task has ended: its input closed and everything committed, or the drain was cut.
     pub finished: AtomicBool,
     /// Last error, for `/ready`.
@@ -107,6 +109,7 @@ impl SinkProgress {
         Arc::new(SinkProgress {
             name,
             committed: AtomicU64::new(seq),
+            pending_since_ns: AtomicI64::new(0),
             healthy: AtomicBool::new(true),
             finished: AtomicBool::new(false),
             last_error: std::sync::Mutex::new(None),
@@ -127,7 +130,6 @@ pub async fn run<S: Sink>(
 ) {
     let name = sink.name();
     let retries = metrics::counter!("qala_sink_retries_total", "sink" => name);
-    let lag = metrics::gauge!("qala_sink_lag_seconds", "sink" => name);
     let mut read_failures: u32 = 0;
     'groups: loop {
         let next = tokio::select! {
@@ -154,9 +156,11 @@ pub async fn run<S: Sink>(
             continue;
         }
         let last = group.last().map_or(0, |b| b.seq);
+        progress
+            .pending_since_ns
+            .store(spool.group_written_ns(), Ordering::Release);
         let mut attempt: u32 = 0;
         loop {
-            lag.set(age_seconds(spool.group_written_ns()));
             let outcome = tokio::select! {
                 r = sink.write(&group) => r,
                 _ = abort.wait_for(|a| *a) => break 'groups,
@@ -203,11 +207,9 @@ pub async fn run<S: Sink>(
                     if let Err(e) = spool.commit_cursor(last, false).await {
                         tracing::warn!(sink = name, error = %e, "cannot write the sink's spool cursor; it is retried with the next write (a restart would write a few batches again)");
                     }
-                    lag.set(if spool.caught_up(last) {
-                        0.0
-                    } else {
-                        age_seconds(spool.group_written_ns())
-                    });
+                    if spool.caught_up(last) {
+                        progress.pending_since_ns.store(0, Ordering::Release);
+                    }
                     break;
                 }
                 Err(e) => {
@@ -249,13 +251,6 @@ fn set_error(progress: &SinkProgress, error: Option<impl Into<String>>) {
     if let Ok(mut last) = progress.last_error.lock() {
         *last = error.map(Into::into);
     }
-}
-
-fn age_seconds(written_ns: i64) -> f64 {
-    if written_ns == 0 {
-        return 0.0;
-    }
-    ((now_ns() - written_ns) as f64 / 1.0e9).max(0.0)
 }
 
 /// How many refused points there are per kind (the measurement of their line).

@@ -94,6 +94,10 @@ fn describe() {
         "qala_sink_healthy",
         "1 when the sink's last write succeeded"
     );
+    describe_gauge!(
+        "qala_sink_lag_seconds",
+        "age of the oldest spooled batch the sink has not written (0 when caught up; set on scrape)"
+    );
     // Present from the start, at zero.
     metrics::counter!("qala_messages_received_total").absolute(0);
     metrics::counter!("qala_readings_duplicate_total").absolute(0);
