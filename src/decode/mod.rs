@@ -93,6 +93,40 @@ impl<'a> RawPoint<'a> {
     }
 }
 
+/// The points of one message. Most messages carry one: it stays inline, without a `Vec`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Points<'a> {
+    One(RawPoint<'a>),
+    Many(Vec<RawPoint<'a>>),
+}
+
+impl<'a> Points<'a> {
+    pub fn len(&self) -> usize {
+        match self {
+            Points::One(_) => 1,
+            Points::Many(points) => points.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<'a> IntoIterator for Points<'a> {
+    type Item = RawPoint<'a>;
+    type IntoIter =
+        std::iter::Chain<std::option::IntoIter<RawPoint<'a>>, std::vec::IntoIter<RawPoint<'a>>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        match self {
+            // An empty Vec does not allocate.
+            Points::One(point) => Some(point).into_iter().chain(Vec::new()),
+            Points::Many(points) => None.into_iter().chain(points),
+        }
+    }
+}
+
 /// What `auto` takes a payload for, by its first non-blank byte: `{` a JSON object (mapped when
 /// the route maps JSON), `[` a SenML pack (or a mapped array), a digit, sign or `.` a plain value
 /// when the route knows the metric.
@@ -121,20 +155,22 @@ pub fn decode<'a>(
     metric: Option<&'a str>,
     unit: Option<&'a str>,
     received_ns: i64,
-) -> Result<Vec<RawPoint<'a>>, Rejection> {
+) -> Result<Points<'a>, Rejection> {
     let format = match route.format {
         Format::Auto => sniff(payload, route, metric.is_some()),
         f => Ok(f),
     };
     let decoded = format.and_then(|format| match format {
         Format::Json => match &route.json {
-            Some(mapping) => mapping.decode(payload),
-            None => json::decode_object(payload).map(|p| vec![p]),
+            Some(mapping) => mapping.decode(payload).map(Points::Many),
+            None => json::decode_object(payload).map(Points::One),
         },
-        Format::Senml => senml::decode_json(payload, received_ns, &route.senml),
-        Format::SenmlCbor => senml_cbor::decode_cbor(payload, received_ns, &route.senml),
-        Format::Line => line::decode(payload, &route.line),
-        Format::Value => plain_value(payload, metric, unit),
+        Format::Senml => senml::decode_json(payload, received_ns, &route.senml).map(Points::Many),
+        Format::SenmlCbor => {
+            senml_cbor::decode_cbor(payload, received_ns, &route.senml).map(Points::Many)
+        }
+        Format::Line => line::decode(payload, &route.line).map(Points::Many),
+        Format::Value => plain_value(payload, metric, unit).map(Points::One),
         Format::Auto => unreachable!("sniff decides"),
     });
     // JSON is UTF-8: when the text is not, say that rather than "not JSON". Checked only on
@@ -157,7 +193,7 @@ pub fn plain_value<'a>(
     payload: &'a [u8],
     metric: Option<&'a str>,
     unit: Option<&'a str>,
-) -> Result<Vec<RawPoint<'a>>, Rejection> {
+) -> Result<RawPoint<'a>, Rejection> {
     let Some(metric) = metric else {
         return Err(Rejection::new(
             Reason::BadShape,
@@ -191,10 +227,10 @@ pub fn plain_value<'a>(
             format!("{metric}: {shown:?} is not a finite number"),
         ));
     }
-    Ok(vec![RawPoint::new(
+    Ok(RawPoint::new(
         RawTime::Absent,
         vec![RawValue::number(metric, unit.map(Cow::Borrowed), v)],
-    )])
+    ))
 }
 
 /// A JSON string, borrowed from the payload unless it has escapes. (serde's own `Cow<str>`
@@ -253,7 +289,7 @@ mod tests {
         crate::ingest::route::Routes::default_layout().routes()[0].clone()
     }
 
-    fn dec(payload: &[u8]) -> Result<Vec<RawPoint<'_>>, Rejection> {
+    fn dec(payload: &[u8]) -> Result<Points<'_>, Rejection> {
         decode(payload, &default_route(), None, None, 0)
     }
 
@@ -283,10 +319,10 @@ mod tests {
 
     #[test]
     fn plain_values_are_one_finite_number() {
-        let pts = plain_value(b" 21.5\n", Some("temperature"), Some("Cel")).expect("valid");
-        assert_eq!(pts[0].time, RawTime::Absent);
+        let pt = plain_value(b" 21.5\n", Some("temperature"), Some("Cel")).expect("valid");
+        assert_eq!(pt.time, RawTime::Absent);
         assert_eq!(
-            pts[0].values,
+            pt.values,
             vec![RawValue::number("temperature", Some("Cel".into()), 21.5)]
         );
         for (payload, reason) in [

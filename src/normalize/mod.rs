@@ -8,7 +8,7 @@ pub mod units;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use crate::decode::{self, RawIdent, RawPoint, RawTime};
+use crate::decode::{self, Points, RawIdent, RawTime};
 use crate::ingest::route::{Captures, Route, Routes};
 use crate::model::{Kind, Reading, Reason, Rejection, SensorRef, TimeSource};
 
@@ -145,7 +145,7 @@ pub fn process_routed(
 pub fn normalise(
     route: &Route,
     caps: &Captures<'_>,
-    points: Vec<RawPoint<'_>>,
+    points: Points<'_>,
     received_ns: i64,
     policy: &Policy,
     missing: MissingTimestamp,
