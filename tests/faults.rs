@@ -278,7 +278,11 @@ fn a_full_spool_pauses_ingestion_until_the_sink_returns_and_loses_nothing() {
     cfg.influx_url = Some(vm.url());
     const MAX_BYTES: u64 = 1 << 20;
     cfg.spool_extra = format!("max_bytes = {MAX_BYTES}\nsegment_bytes = 65536\n");
-    let toml = cfg.toml();
+    // The shortest keep-alive: the pause below outlasts 1.5 × of it, and the session must
+    // stay connected through it (it keeps polling while the pipeline is full).
+    let toml = cfg
+        .toml()
+        .replace("qos = 1\n", "qos = 1\nkeep_alive = \"5s\"\n");
     let before = mosq.subscription_count("city/#");
     let gw = Gateway::start(&toml, http, dir.path().join("gw"));
     mosq.wait_for_subscription("city/#", before, Duration::from_secs(10));
@@ -298,7 +302,7 @@ fn a_full_spool_pauses_ingestion_until_the_sink_returns_and_loses_nothing() {
     std::thread::sleep(Duration::from_secs(1));
     let held_at = received(&gw);
     let mut rss_max = 0;
-    for _ in 0..20 {
+    for _ in 0..90 {
         rss_max = rss_max.max(rss_bytes(pid).unwrap_or(0));
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -338,7 +342,17 @@ fn a_full_spool_pauses_ingestion_until_the_sink_returns_and_loses_nothing() {
         || stored(&gw, "influxdb") >= N as f64 && stored(&gw, "sqlite") >= N as f64,
     );
     audit(&vm, &cfg.sqlite_path(), "full", N, "(d) spool full");
+    assert_eq!(
+        received(&gw),
+        N as f64,
+        "a message came twice: the session was dropped during the pause"
+    );
     let log = std::fs::read_to_string(&gw.log_path).expect("log");
+    assert!(
+        !log.contains("MQTT connection lost"),
+        "the session lost its connection while paused: {}",
+        gw.log_tail(40)
+    );
     assert!(
         log.contains("spool full: ingestion paused"),
         "{}",

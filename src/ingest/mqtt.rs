@@ -152,6 +152,17 @@ pub fn spawn(
 ) -> Result<(SessionHandle, tokio::task::JoinHandle<()>), ConfigError> {
     let (client_id, topics) = settings.session(index);
     let opts = options(settings, &client_id)?;
+    // The hold between this session and the shared pipeline queue: as many messages as the
+    // broker may have unacked, moved on in order by a task of their own.
+    let (hold_tx, mut hold_rx) = mpsc::channel::<Delivery>(settings.inflight_window.max(1));
+    tokio::spawn(async move {
+        while let Some(d) = hold_rx.recv().await {
+            if deliveries.send(d).await.is_err() {
+                break;
+            }
+        }
+    });
+    let deliveries = hold_tx;
     // Room for every ack the broker's window allows, so the acker never waits on this channel.
     let (client, eventloop) = AsyncClient::new(opts, settings.inflight_window + 64);
     let handle = SessionHandle {
@@ -228,12 +239,18 @@ async fn drive(
                     received_ns: now_ns(),
                     ack,
                 };
-                // Bounded: when the pipeline is full this waits, the socket is not read, and
-                // the broker holds the messages (backpressure).
-                if deliveries.send(d).await.is_err()
-                    && *phase.borrow() == Phase::Running
-                    && !pipeline_gone
-                {
+                // Into the session's hold (room for the broker's whole window), so that a paused
+                // pipeline does not stop this loop: pings and acks keep flowing. Only a broker
+                // that sends past the window (or a QoS 0 flood) fills it; then this waits, the
+                // socket is not read, and the broker holds the messages (backpressure).
+                let sent = match deliveries.try_send(d) {
+                    Ok(()) => Ok(()),
+                    Err(mpsc::error::TrySendError::Full(d)) => {
+                        deliveries.send(d).await.map_err(drop)
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+                };
+                if sent.is_err() && *phase.borrow() == Phase::Running && !pipeline_gone {
                     pipeline_gone = true;
                     tracing::error!(
                         session = session.index,
