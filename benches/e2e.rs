@@ -102,6 +102,13 @@ fn main() {
             1,
         ),
         sc(
+            "Mosquitto (window 1000), 4 sessions, SenML packs of 10 → SQLite",
+            w1000,
+            false,
+            4,
+            10,
+        ),
+        sc(
             "Mosquitto (window 1000), 4 sessions, SenML packs of 10 → SQLite + VictoriaMetrics",
             w1000,
             true,

@@ -90,6 +90,9 @@ pub fn open(path: &Path, sync: SqliteSync) -> rusqlite::Result<Connection> {
             SqliteSync::Normal => "NORMAL",
         },
     )?;
+    // 64 MiB of page cache (the default is 2 MiB): the readings index is written all over, and
+    // re-reading its pages from the OS cost a tenth of the writer's time at 100k readings/s.
+    conn.pragma_update(None, "cache_size", -65_536)?;
     check_version(&conn, path)?;
     conn.execute_batch(SCHEMA)?;
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
