@@ -4,6 +4,8 @@
 //! server's `Retry-After`), 401/403/404 name the configuration to fix, and gzip bodies carry the
 //! right lines. VictoriaMetrics answers 204 to nearly everything, so these paths need a script.
 
+mod common;
+
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -665,4 +667,91 @@ async fn no_token_means_no_authorization_header() {
         .expect("write")
         .is_empty());
     assert_eq!(server.seen()[0].authorization, None);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The whole gateway: a refused point reaches the dead letter through the spool
+// ---------------------------------------------------------------------------------------------
+
+/// (e) of the fault tests: InfluxDB answers 422 for one point of a batch. Through the whole
+/// gateway (embedded broker, spool, both sinks), that point alone lands in SQLite's dead letters
+/// with reason `sink_rejected` and the server's message; every other point is stored once in
+/// InfluxDB; SQLite, which accepts the point, stores all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_point_influxdb_refuses_is_dead_lettered_through_the_spool_and_the_rest_is_stored() {
+    const GOOD: usize = 60;
+    let server = Server::start(|_, lines| {
+        if lines.iter().any(|l| l.contains("sensor_id=m-bad")) {
+            Reply::status(422).body(r#"{"code":"unprocessable entity","message":"failure writing points to database: partial write: field type conflict: input field \"volume\" on measurement \"water\" is type float, already exists as type string dropped=1"}"#)
+        } else {
+            Reply::status(204)
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = common::free_port();
+    let mut settings = qala::config::Settings::default();
+    settings.broker.embedded = true;
+    settings.broker.listen = format!("127.0.0.1:{port}");
+    settings.mqtt.url = format!("mqtt://127.0.0.1:{port}");
+    settings.sqlite.path = dir.path().join("qala.sqlite");
+    settings.spool.dir = dir.path().join("spool");
+    settings.http.listen = "127.0.0.1:0".into();
+    settings.influxdb.enabled = true;
+    settings.influxdb.url = server.url.clone();
+    settings.influxdb.org = "qala".into();
+    settings.influxdb.bucket = "qala".into();
+    settings.influxdb.token = Some("t".into());
+    settings.validate().expect("config");
+    let db = settings.sqlite.path.clone();
+    let gateway = qala::gateway::Gateway::start(settings)
+        .await
+        .expect("gateway starts");
+    assert!(gateway.wait_taking_messages(Duration::from_secs(15)).await);
+
+    tokio::task::spawn_blocking(move || {
+        let lines: Vec<String> = (0..GOOD)
+            .map(|i| format!(r#"{{"ts":{},"volume":{i}.5}}"#, 1_795_143_600_000i64 + i as i64 * 1000))
+            .collect();
+        common::mosquitto_pub(port, "city/refuse/d1/water/m-bad", br#"{"ts":1795143600000,"volume":7.5}"#, 1);
+        let dbc = db.clone();
+        common::mosquitto_pub_lines(port, "city/refuse/d1/water/m-1", &lines, 1, move || {
+            common::sqlite_i64(&dbc, "SELECT count(*) FROM readings_view WHERE city = 'refuse'") >= GOOD as i64 + 1
+        }, Duration::from_secs(60));
+        common::wait_until("the refused point in the dead letters", Duration::from_secs(30), || {
+            common::sqlite_i64(&db, "SELECT count(*) FROM dead_letters WHERE reason = 'sink_rejected'") >= 1
+        });
+        let conn = common::sqlite_open_readonly(&db);
+        let (topic, message, payload): (String, String, Vec<u8>) = conn
+            .query_row("SELECT topic, message, payload FROM dead_letters WHERE reason = 'sink_rejected'", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .expect("the dead letter");
+        assert_eq!(topic, "influxdb:water/refuse/d1/m-bad");
+        assert!(message.starts_with("InfluxDB answered 422"), "{message}");
+        assert!(message.contains("field type conflict"), "{message}");
+        let line = String::from_utf8(payload).expect("line protocol");
+        assert!(line.starts_with("water,city=refuse,district=d1,sensor_id=m-bad,sphere=housing_utilities volume=7.5 "), "{line}");
+        assert_eq!(common::sqlite_i64(&db, "SELECT count(*) FROM dead_letters"), 1, "only the refused point is a dead letter");
+        assert_eq!(common::sqlite_i64(&db, "SELECT count(*) FROM readings_view WHERE city = 'refuse'"), GOOD as i64 + 1);
+    })
+    .await
+    .expect("checks");
+    let stored = server.stored_lines();
+    let good: std::collections::BTreeSet<&String> = stored
+        .iter()
+        .filter(|l| l.contains("sensor_id=m-1,"))
+        .collect();
+    assert_eq!(good.len(), GOOD, "every good point stored in InfluxDB");
+    assert_eq!(
+        stored.len(),
+        GOOD,
+        "each good point stored once, the refused one never"
+    );
+    let m = qala::telemetry::metrics_handle().render();
+    assert!(
+        m.contains("qala_messages_rejected_total{reason=\"sink_rejected\"} 1"),
+        "{m}"
+    );
+    gateway.shutdown().await;
 }
