@@ -2,3 +2,4 @@
 //! the scenario-driven city simulator grows here.
 
 pub mod fleet;
+pub mod scenario;
