@@ -2,4 +2,5 @@
 //! the scenario-driven city simulator grows here.
 
 pub mod fleet;
+pub mod models;
 pub mod scenario;

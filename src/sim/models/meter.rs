@@ -1,0 +1,678 @@
+//! Utility meters: water, heat, power and gas, as an apartment or a building reports them —
+//! cumulative registers, interval flows and powers, the heat carrier's temperatures, the mains
+//! voltage — and the district input meters above them.
+//!
+//! Consumption per report step is drawn around an expected rate:
+//! - a **daily profile** in local time (morning and evening peaks for water, power and gas
+//!   cooking, other shapes on days off) × a month factor × a day factor (log-normal, per meter
+//!   and day) × the meter's size (household size, log-normal per meter, mean-preserving);
+//! - **space heating** (heat, gas) = UA × max(0, 20 °C − T_out), T_out the city's daily mean
+//!   temperature from [`air::daily_mean_temperature`] (the same weather as the air stations),
+//!   UA calibrated so that a climatological year uses `heating_share` of the annual consumption;
+//!   district heat only in the season (15 Oct – 15 Apr), gas boilers whenever the day is below
+//!   +10 °C;
+//! - bursty uses (water taps, a shower) as a compound Poisson sum of events of mean
+//!   `event_size`, continuous ones (power, heat) with a log-normal scatter per step.
+//!
+//! `flow` and `power` are the mean over the step since the previous report, so
+//! register increment = rate × Δt exactly (before the register's resolution); on the first report
+//! they are the expected rate. Faults: a **leak** starts with `leak_per_day` and stays (a constant
+//! extra flow, or load); a **reset** (meter replaced, calculator reset) sets the registers to 0
+//! with `reset_per_day`; a **rollover** wraps a register at 10^digits. Both are counted.
+
+use std::sync::OnceLock;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use super::air::{daily_mean_temperature, TEMPERATURE_MONTHLY};
+use super::clock::{hourly, mean, monthly, Local, NS_PER_HOUR};
+use super::noise::{gauss, hash2, hash3, lognormal, poisson, tag, unit};
+use super::Value;
+use crate::model::Kind;
+
+/// Indoor design temperature (°C) for heating degree-days (apartments: 20–22 °C by the building
+/// code; 20 °C used as the base, DOMAIN.md §5 suggests a configurable base).
+pub const INDOOR_C: f64 = 20.0;
+/// Gas boilers of private houses run when the day's mean is below this (°C).
+pub const GAS_HEATING_BELOW_C: f64 = 10.0;
+/// Water's volumetric heat capacity (kWh per m³ and K): 4.19 kJ/(kg·K) × 1000 kg/m³ / 3600.
+pub const WATER_KWH_PER_M3_K: f64 = 1.163;
+/// Power factor of household loads (0.9–0.98 with modern electronics).
+pub const POWER_FACTOR: f64 = 0.95;
+/// Nominal mains voltage in Kazakhstan (V), GOST 32144-2013 ±10 %: 207–253 V.
+pub const NOMINAL_VOLTAGE: f64 = 230.0;
+
+/// Household cold-water use by hour of a weekday (h:00 local, relative): the morning wash
+/// 07:00–08:30, the evening 19:00–22:00, nights near zero.
+#[rustfmt::skip]
+const WATER_WEEKDAY: [f64; 24] = [
+    0.15, 0.08, 0.05, 0.05, 0.06, 0.20, 0.90, 2.00, 2.10, 1.50, 1.00, 0.90,
+    1.00, 1.00, 0.90, 0.85, 0.95, 1.20, 1.60, 1.90, 2.00, 1.80, 1.30, 0.60,
+];
+/// Days off: a late, long morning peak.
+#[rustfmt::skip]
+const WATER_DAY_OFF: [f64; 24] = [
+    0.30, 0.15, 0.08, 0.05, 0.05, 0.08, 0.20, 0.50, 1.10, 1.70, 1.90, 1.70,
+    1.40, 1.30, 1.20, 1.10, 1.10, 1.20, 1.40, 1.60, 1.70, 1.60, 1.20, 0.70,
+];
+/// Household electricity: a base load (fridge, standby ≈ 40 % of the mean) with a morning
+/// peak and the evening peak 19:00–22:00 (cooking on electric stoves, lighting, TV).
+#[rustfmt::skip]
+const POWER_WEEKDAY: [f64; 24] = [
+    0.55, 0.45, 0.42, 0.40, 0.40, 0.45, 0.70, 1.10, 1.15, 0.90, 0.80, 0.80,
+    0.85, 0.85, 0.80, 0.80, 0.90, 1.10, 1.50, 1.90, 2.10, 2.00, 1.60, 0.90,
+];
+#[rustfmt::skip]
+const POWER_DAY_OFF: [f64; 24] = [
+    0.60, 0.50, 0.45, 0.42, 0.40, 0.42, 0.50, 0.70, 0.95, 1.15, 1.20, 1.20,
+    1.25, 1.20, 1.10, 1.05, 1.10, 1.30, 1.60, 1.90, 2.00, 1.90, 1.50, 0.90,
+];
+/// Gas for cooking and hot water: breakfast, lunch, dinner.
+#[rustfmt::skip]
+const GAS_COOKING: [f64; 24] = [
+    0.05, 0.03, 0.03, 0.03, 0.05, 0.20, 0.90, 1.90, 1.70, 0.90, 0.70, 1.00,
+    1.60, 1.40, 0.80, 0.60, 0.80, 1.50, 2.40, 2.40, 1.60, 0.90, 0.40, 0.15,
+];
+/// Month factors of the non-heating use (mid-month, normalised to a mean of 1 where used):
+/// water a little higher in summer (showers, gardens); power higher in winter (lighting, long
+/// evenings) and in July (air conditioning); hot water's heat higher in winter (the cold water
+/// arrives at ≈ 5 °C instead of ≈ 15 °C).
+const WATER_MONTH: [f64; 12] = [
+    0.95, 0.95, 0.97, 1.0, 1.03, 1.08, 1.1, 1.1, 1.03, 0.98, 0.95, 0.95,
+];
+const POWER_MONTH: [f64; 12] = [
+    1.2, 1.12, 1.0, 0.92, 0.88, 0.9, 0.98, 0.97, 0.9, 0.98, 1.1, 1.22,
+];
+const HOT_WATER_MONTH: [f64; 12] = [
+    1.15, 1.15, 1.1, 1.0, 0.92, 0.85, 0.82, 0.82, 0.87, 0.97, 1.07, 1.13,
+];
+
+/// What kind of household or building a meter serves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MeterProfile {
+    /// Mean consumption per day over a year (m³ or kWh), over the fleet.
+    pub daily_mean: f64,
+    /// Spread of the meters' own means (household size): log-normal σ, mean-preserving.
+    pub size_sigma: f64,
+    /// Day-to-day variation (log-normal σ of a day's factor).
+    pub day_sigma: f64,
+    /// Scatter of continuous consumption between report steps (log-normal σ).
+    pub step_sigma: f64,
+    /// Share of the annual consumption that is space heating (heat, gas), spread by heating
+    /// degree-days; the rest follows the daily profile.
+    pub heating_share: f64,
+    /// Integer digits of the registers: they roll over to 0 at 10^digits.
+    pub digits: u32,
+    /// Resolution of the reported registers in decimals (truncated, as a counter shows it).
+    pub decimals: u32,
+    /// The meter's largest rate (m³/h or kW): its Qmax, or the supply's limit.
+    pub max_rate: f64,
+    /// Mean size of one use (m³) for bursty consumption, compound Poisson; 0 for continuous.
+    pub event_size: f64,
+}
+
+impl MeterProfile {
+    /// An apartment-block / household meter of `kind`:
+    /// - **Water**: a household of about three at ≈ 130–150 l per person and day (0.4 m³/day);
+    ///   a DN15 meter (Q3 2.5 m³/h), 5 digits and 3 decimals (litres); uses of 12 l on average
+    ///   (a hand wash 2 l, a flush 6 l, a shower 40–60 l).
+    /// - **Heat**: a building's meter (≈ 60 flats, 4,000 m², 1970s–80s stock at ≈ 180 kWh/m²
+    ///   per year for heating) with hot water from the network: ≈ 920 MWh a year, 2,500 kWh/day
+    ///   on average, 78 % of it heating; 8 digits of kWh.
+    /// - **Power**: a flat at ≈ 180–200 kWh a month (6.5 kWh/day), 6 digits and 1 decimal, a 60 A
+    ///   single-phase supply (13.8 kW).
+    /// - **Gas**: a private house with a gas boiler and stove, ≈ 2,200 m³ a year (6 m³/day), 75 %
+    ///   heating; a G4 diaphragm meter (Qmax 6 m³/h), 5 digits and 3 decimals.
+    ///
+    /// # Panics
+    /// For `Kind::Air` and `Kind::Traffic`, which are not meters.
+    pub fn typical(kind: Kind) -> MeterProfile {
+        match kind {
+            Kind::Water => MeterProfile {
+                daily_mean: 0.4,
+                size_sigma: 0.45,
+                day_sigma: 0.2,
+                step_sigma: 0.0,
+                heating_share: 0.0,
+                digits: 5,
+                decimals: 3,
+                max_rate: 2.5,
+                event_size: 0.012,
+            },
+            Kind::Heat => MeterProfile {
+                daily_mean: 2_500.0,
+                size_sigma: 0.35,
+                day_sigma: 0.05,
+                step_sigma: 0.05,
+                heating_share: 0.78,
+                digits: 8,
+                decimals: 0,
+                max_rate: 700.0,
+                event_size: 0.0,
+            },
+            Kind::Power => MeterProfile {
+                daily_mean: 6.5,
+                size_sigma: 0.4,
+                day_sigma: 0.15,
+                step_sigma: 0.3,
+                heating_share: 0.0,
+                digits: 6,
+                decimals: 1,
+                max_rate: 13.8,
+                event_size: 0.0,
+            },
+            Kind::Gas => MeterProfile {
+                daily_mean: 6.0,
+                size_sigma: 0.35,
+                day_sigma: 0.12,
+                step_sigma: 0.3,
+                heating_share: 0.75,
+                digits: 5,
+                decimals: 3,
+                max_rate: 6.0,
+                event_size: 0.0,
+            },
+            Kind::Air | Kind::Traffic => panic!("{kind} is not a meter"),
+        }
+    }
+}
+
+/// Fault probabilities per meter and day.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct MeterFaults {
+    /// A leak starts (and stays): water, gas and heat carrier a constant extra flow, power a
+    /// constant extra load.
+    pub leak_per_day: f64,
+    /// The registers reset to 0 (meter replaced, calculator reset).
+    pub reset_per_day: f64,
+}
+
+impl MeterFaults {
+    pub const NONE: MeterFaults = MeterFaults {
+        leak_per_day: 0.0,
+        reset_per_day: 0.0,
+    };
+}
+
+/// Heating degree-days (base [`INDOOR_C`]) of a climatological year, counting the days the
+/// heating runs: the district-heating season for heat, days below [`GAS_HEATING_BELOW_C`] for gas.
+fn reference_degree_days(kind: Kind) -> f64 {
+    static HEAT: OnceLock<f64> = OnceLock::new();
+    static GAS: OnceLock<f64> = OnceLock::new();
+    let compute = |kind: Kind| {
+        // A climatological (non-leap) year, at noon of each local day.
+        let first = super::clock::days_from_civil(2025, 1, 1);
+        (0..365)
+            .map(|d| {
+                let t = (first + d) * super::clock::NS_PER_DAY + 7 * NS_PER_HOUR;
+                let local = Local::at(t);
+                let temp = monthly(&TEMPERATURE_MONTHLY, local.month_pos());
+                if heating_on(kind, &local, temp) {
+                    (INDOOR_C - temp).max(0.0)
+                } else {
+                    0.0
+                }
+            })
+            .sum()
+    };
+    match kind {
+        Kind::Gas => *GAS.get_or_init(|| compute(Kind::Gas)),
+        _ => *HEAT.get_or_init(|| compute(Kind::Heat)),
+    }
+}
+
+fn heating_on(kind: Kind, local: &Local, daily_mean_temperature: f64) -> bool {
+    match kind {
+        Kind::Heat => local.heating_season(),
+        Kind::Gas => daily_mean_temperature < GAS_HEATING_BELOW_C,
+        _ => false,
+    }
+}
+
+/// The heat network's temperature chart (°C): supply and return fall linearly from the design
+/// 130/70 at −20 °C outdoors to 70/40 at +8 °C, and stay at 70/40 (the floor hot water needs)
+/// above it and out of the heating season.
+pub fn heat_network_temperatures(local: &Local, outdoor: f64) -> (f64, f64) {
+    let frac = if local.heating_season() {
+        ((8.0 - outdoor) / 28.0).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    (70.0 + 60.0 * frac, 40.0 + 30.0 * frac)
+}
+
+const T_METER: u64 = tag("meter");
+const T_DAY: u64 = tag("meter.day");
+
+/// Expected rates at an instant (per hour, the register's unit).
+struct Rates {
+    base: f64,
+    heating: f64,
+    outdoor: f64,
+}
+
+/// A water, heat, power or gas meter.
+#[derive(Debug, Clone)]
+pub struct Meter {
+    kind: Kind,
+    seed: u64,
+    key: u64,
+    rng: SmallRng,
+    profile: MeterProfile,
+    faults: MeterFaults,
+    /// Mean non-heating consumption per hour, this meter's size included.
+    base_per_h: f64,
+    /// Heating consumption per hour and K below [`INDOOR_C`].
+    ua: f64,
+    modulus: f64,
+    resolution: f64,
+    /// The main register (m³ for water and gas, kWh for heat and power).
+    register: f64,
+    /// Heat only: the carrier's volume register (m³).
+    volume: f64,
+    last_ns: Option<i64>,
+    increment: f64,
+    /// Mean rate over the last step (m³/h or kW).
+    rate: f64,
+    /// Heat: mean carrier flow over the last step (m³/h), supply and return (°C).
+    carrier_flow: f64,
+    supply: f64,
+    ret: f64,
+    /// Power: this meter's voltage offset on its feeder (V), and the last voltage.
+    feeder_offset: f64,
+    voltage: f64,
+    /// The leak's extra rate (m³/h, kW; heat: m³/h of carrier), 0 without one.
+    leak: f64,
+    leak_since_ns: Option<i64>,
+    resets: u32,
+}
+
+impl Meter {
+    /// kind: Water | Heat | Power | Gas. The register starts where a meter of this size would be
+    /// after 0–8 years of service (wrapped at 10^digits).
+    ///
+    /// # Panics
+    /// For `Kind::Air` and `Kind::Traffic`.
+    pub fn new(
+        seed: u64,
+        id: u64,
+        kind: Kind,
+        profile: MeterProfile,
+        faults: MeterFaults,
+    ) -> Meter {
+        assert!(
+            matches!(kind, Kind::Water | Kind::Heat | Kind::Power | Kind::Gas),
+            "{kind} is not a meter"
+        );
+        let key = hash3(seed, T_METER, id);
+        let mut rng = SmallRng::seed_from_u64(key);
+        let size = lognormal(profile.size_sigma, gauss(hash2(key, 1)));
+        let daily = profile.daily_mean * size;
+        let heating_share = profile.heating_share.clamp(0.0, 1.0);
+        let ua = if heating_share > 0.0 {
+            daily * 365.0 * heating_share / (24.0 * reference_degree_days(kind))
+        } else {
+            0.0
+        };
+        let modulus = 10f64.powi(profile.digits.clamp(1, 15) as i32);
+        let register = (daily * 365.0 * 8.0 * rng.random::<f64>()) % modulus;
+        Meter {
+            kind,
+            seed,
+            key,
+            rng,
+            profile,
+            faults,
+            base_per_h: daily * (1.0 - heating_share) / 24.0,
+            ua,
+            modulus,
+            resolution: 10f64.powi(-(profile.decimals.min(9) as i32)),
+            register,
+            volume: register / 40.0 % modulus,
+            last_ns: None,
+            increment: 0.0,
+            rate: 0.0,
+            carrier_flow: 0.0,
+            supply: 70.0,
+            ret: 40.0,
+            feeder_offset: -6.0 + 8.0 * unit(hash2(key, 2)),
+            voltage: NOMINAL_VOLTAGE,
+            leak: 0.0,
+            leak_since_ns: None,
+            resets: 0,
+        }
+    }
+
+    /// The same meter with its register set (wrapped at 10^digits): to start near a rollover.
+    pub fn with_register(mut self, register: f64) -> Meter {
+        self.register = register.max(0.0) % self.modulus;
+        self
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The register as the meter shows it (truncated to its resolution).
+    pub fn register(&self) -> f64 {
+        self.shown(self.register)
+    }
+
+    fn shown(&self, r: f64) -> f64 {
+        (r / self.resolution).floor() * self.resolution
+    }
+
+    fn rates(&self, local: &Local) -> Rates {
+        let hour = local.hour;
+        let pos = local.month_pos();
+        let day = lognormal(
+            self.profile.day_sigma,
+            gauss(hash3(self.key, T_DAY, local.day as u64)),
+        );
+        let off = local.day_off();
+        let shape = match self.kind {
+            Kind::Water | Kind::Heat => {
+                let (table, m) = if off {
+                    (&WATER_DAY_OFF, const { mean(&WATER_DAY_OFF) })
+                } else {
+                    (&WATER_WEEKDAY, const { mean(&WATER_WEEKDAY) })
+                };
+                let month = if self.kind == Kind::Heat {
+                    monthly(&HOT_WATER_MONTH, pos) / const { mean(&HOT_WATER_MONTH) }
+                } else {
+                    monthly(&WATER_MONTH, pos) / const { mean(&WATER_MONTH) }
+                };
+                hourly(table, hour) / m * month
+            }
+            Kind::Power => {
+                let (table, m) = if off {
+                    (&POWER_DAY_OFF, const { mean(&POWER_DAY_OFF) })
+                } else {
+                    (&POWER_WEEKDAY, const { mean(&POWER_WEEKDAY) })
+                };
+                hourly(table, hour) / m * monthly(&POWER_MONTH, pos) / const { mean(&POWER_MONTH) }
+            }
+            _ => hourly(&GAS_COOKING, hour) / const { mean(&GAS_COOKING) },
+        };
+        let (heating, outdoor) = if self.ua > 0.0 || self.kind == Kind::Heat {
+            let outdoor = daily_mean_temperature(self.seed, local);
+            let on = heating_on(self.kind, local, outdoor);
+            // Gas boilers set back at night (23:00–06:00) by about a tenth.
+            let setback = if self.kind == Kind::Gas && !(6.0..23.0).contains(&hour) {
+                0.9
+            } else {
+                1.0
+            };
+            let heating = if on {
+                self.ua * (INDOOR_C - outdoor).max(0.0) * setback
+            } else {
+                0.0
+            };
+            (heating, outdoor)
+        } else {
+            (0.0, 0.0)
+        };
+        Rates {
+            base: self.base_per_h * shape * day,
+            heating: heating * day.sqrt(),
+            outdoor,
+        }
+    }
+
+    /// Draws the non-heating consumption of a step of expected `mu`.
+    fn draw_base(&mut self, mu: f64) -> f64 {
+        if mu <= 0.0 {
+            return 0.0;
+        }
+        let size = self.profile.event_size;
+        if size > 0.0 {
+            let z = gauss(self.rng.random());
+            let rng = &mut self.rng;
+            let n = poisson(mu / size, 1.0, || rng.random::<f64>(), z);
+            if n <= 12.0 {
+                (0..n as u32)
+                    .map(|_| -size * (1.0 - self.rng.random::<f64>()).ln())
+                    .sum()
+            } else {
+                (n * size + n.sqrt() * size * gauss(self.rng.random())).max(0.0)
+            }
+        } else {
+            mu * lognormal(self.profile.step_sigma, gauss(self.rng.random()))
+        }
+    }
+
+    /// The size of a leak of this kind (log-uniform): water 5–50 l/h (a running cistern), gas
+    /// 5–30 l/h, heat 0.05–0.5 m³/h of carrier (a leaking riser), power 0.03–0.3 kW (a faulty
+    /// appliance, an earth leakage).
+    fn draw_leak(&mut self) -> f64 {
+        let (lo, hi): (f64, f64) = match self.kind {
+            Kind::Water => (0.005, 0.05),
+            Kind::Gas => (0.005, 0.03),
+            Kind::Heat => (0.05, 0.5),
+            _ => (0.03, 0.3),
+        };
+        lo * (hi / lo).powf(self.rng.random::<f64>())
+    }
+
+    /// Probability of an event of `per_day` happening within `dt_h` hours.
+    fn chance(per_day: f64, dt_h: f64) -> f64 {
+        if per_day <= 0.0 {
+            0.0
+        } else if per_day >= 1.0 {
+            1.0
+        } else {
+            1.0 - (1.0 - per_day).powf(dt_h / 24.0)
+        }
+    }
+
+    /// The register and instantaneous values at `t_ns` (reports every 15 min or hourly; `t_ns`
+    /// increasing; a time not after the previous one reports the same registers with zero
+    /// consumption): water/gas: `volume` (cumulative m³) and `flow` (m³/h); heat: `energy`
+    /// (cumulative kWh), `power` (kW), `volume`, `flow`, `supply_temperature`,
+    /// `return_temperature`; power: `energy` (cumulative kWh), `power` (kW), `voltage` (V),
+    /// `current` (A).
+    pub fn report(&mut self, t_ns: i64) -> Vec<Value> {
+        match self.last_ns {
+            None => {
+                let local = Local::at(t_ns);
+                let r = self.rates(&local);
+                self.increment = 0.0;
+                self.settle(&local, r.base + r.heating, r.outdoor);
+                self.last_ns = Some(t_ns);
+            }
+            Some(prev) if t_ns <= prev => self.increment = 0.0,
+            Some(prev) => {
+                self.step(prev, t_ns);
+                self.last_ns = Some(t_ns);
+            }
+        }
+        self.values()
+    }
+
+    fn step(&mut self, prev: i64, t_ns: i64) {
+        let dt_h = (t_ns - prev) as f64 / NS_PER_HOUR as f64;
+        let mid = prev + (t_ns - prev) / 2;
+        let local = Local::at(mid);
+        let r = self.rates(&local);
+        let base = self.draw_base(r.base * dt_h);
+        let heating = r.heating
+            * dt_h
+            * lognormal(self.profile.step_sigma.min(0.1), gauss(self.rng.random()));
+        let mut used = (base + heating).min(self.profile.max_rate * dt_h);
+
+        // A leak may start within the step; from then on it adds its constant rate.
+        if self.leak == 0.0
+            && self.rng.random::<f64>() < Self::chance(self.faults.leak_per_day, dt_h)
+        {
+            self.leak = self.draw_leak();
+            let since = prev + ((t_ns - prev) as f64 * self.rng.random::<f64>()) as i64;
+            self.leak_since_ns = Some(since.max(prev + 1));
+        }
+        let leak_h = match self.leak_since_ns {
+            Some(since) => (t_ns - since.max(prev)) as f64 / NS_PER_HOUR as f64,
+            None => 0.0,
+        };
+        let (supply, ret) = heat_network_temperatures(&local, r.outdoor);
+        let mut carrier = 0.0;
+        if self.kind == Kind::Heat {
+            // The carrier that delivered `used`, and a leak's hot water lost downstream of the
+            // meter (its heat counted from ≈ 10 °C make-up water).
+            carrier = used / (WATER_KWH_PER_M3_K * (supply - ret)) + self.leak * leak_h;
+            used += self.leak * leak_h * WATER_KWH_PER_M3_K * (supply - 10.0);
+        } else {
+            used += self.leak * leak_h;
+        }
+
+        // A reset at a random point of the step: what came after it is on the new register.
+        if self.rng.random::<f64>() < Self::chance(self.faults.reset_per_day, dt_h) {
+            let after = self.rng.random::<f64>();
+            self.register = used * after;
+            self.volume = carrier * after;
+            self.resets += 1;
+        } else {
+            self.register += used;
+            self.volume += carrier;
+        }
+        while self.register >= self.modulus {
+            self.register -= self.modulus;
+            self.resets += 1;
+        }
+        while self.volume >= self.modulus {
+            self.volume -= self.modulus;
+            self.resets += 1;
+        }
+        self.increment = used;
+        self.carrier_flow = carrier / dt_h;
+        self.settle(&local, used / dt_h, r.outdoor);
+    }
+
+    /// Sets the step's mean rate and the derived instantaneous values.
+    fn settle(&mut self, local: &Local, rate: f64, outdoor: f64) {
+        self.rate = rate;
+        match self.kind {
+            Kind::Heat => {
+                let (s, r) = heat_network_temperatures(local, outdoor);
+                let z = gauss(self.rng.random());
+                self.supply = s + 0.5 * z;
+                self.ret = r + 0.5 * gauss(self.rng.random());
+                if self.last_ns.is_none() {
+                    self.carrier_flow = rate / (WATER_KWH_PER_M3_K * (s - r)) + self.leak;
+                }
+            }
+            Kind::Power => {
+                // The feeder sags in the evening peak: up to 10 V below its light-load level.
+                let feeder = hourly(&POWER_WEEKDAY, local.hour) / 2.1;
+                self.voltage = (NOMINAL_VOLTAGE + 4.0 + self.feeder_offset - 10.0 * feeder
+                    + 1.5 * gauss(self.rng.random()))
+                .clamp(195.0, 253.0);
+            }
+            _ => {}
+        }
+    }
+
+    fn values(&self) -> Vec<Value> {
+        let r3 = |v: f64| (v * 1000.0).round() / 1000.0;
+        let r1 = |v: f64| (v * 10.0).round() / 10.0;
+        match self.kind {
+            Kind::Heat => vec![
+                ("energy", self.shown(self.register)),
+                ("power", r1(self.rate)),
+                ("volume", self.shown(self.volume)),
+                ("flow", r3(self.carrier_flow)),
+                ("supply_temperature", r1(self.supply)),
+                ("return_temperature", r1(self.ret)),
+            ],
+            Kind::Power => vec![
+                ("energy", self.shown(self.register)),
+                ("power", r3(self.rate)),
+                ("voltage", r1(self.voltage)),
+                (
+                    "current",
+                    ((self.rate * 1000.0 / (self.voltage * POWER_FACTOR)) * 100.0).round() / 100.0,
+                ),
+            ],
+            _ => vec![
+                ("volume", self.shown(self.register)),
+                ("flow", r3(self.rate)),
+            ],
+        }
+    }
+
+    /// Consumption (register increase, m³ or kWh) since the previous report, for district
+    /// balances: the true consumption, unaffected by the register's resolution, a reset or a
+    /// rollover in the step.
+    pub fn last_increment(&self) -> f64 {
+        self.increment
+    }
+
+    /// Whether a leak is active (for tests and the audit).
+    pub fn leaking(&self) -> bool {
+        self.leak > 0.0
+    }
+
+    /// The leak's extra rate (m³/h; kW for power; m³/h of carrier for heat), 0 without one.
+    pub fn leak_rate(&self) -> f64 {
+        self.leak
+    }
+
+    /// When the leak started, if one did.
+    pub fn leak_since_ns(&self) -> Option<i64> {
+        self.leak_since_ns
+    }
+
+    /// How many resets and rollovers happened so far.
+    pub fn resets(&self) -> u32 {
+        self.resets
+    }
+}
+
+/// A district input meter: its register grows by the sum of its consumers' increments × (1 + loss).
+#[derive(Debug, Clone)]
+pub struct DistrictInput {
+    kind: Kind,
+    loss_fraction: f64,
+    register: f64,
+    increment: f64,
+}
+
+impl DistrictInput {
+    /// `loss_fraction`: the share lost between the input and the consumers (water: leakage in
+    /// the mains, often 0.1–0.4 in Central Asian networks; heat: network losses ≈ 0.1–0.2;
+    /// power: ≈ 0.05–0.1).
+    pub fn new(kind: Kind, loss_fraction: f64, start_register: f64) -> DistrictInput {
+        DistrictInput {
+            kind,
+            loss_fraction: loss_fraction.max(0.0),
+            register: start_register.max(0.0),
+            increment: 0.0,
+        }
+    }
+
+    /// Adds the consumers' increments of one reporting step and returns the input meter's values
+    /// at t_ns: water/gas `volume` and `flow`, heat and power `energy` and `power`.
+    pub fn report(&mut self, t_ns: i64, consumers_increment: f64, dt_s: f64) -> Vec<Value> {
+        let _ = t_ns;
+        self.increment = consumers_increment.max(0.0) * (1.0 + self.loss_fraction);
+        self.register += self.increment;
+        let rate = if dt_s > 0.0 {
+            self.increment * 3600.0 / dt_s
+        } else {
+            0.0
+        };
+        match self.kind {
+            Kind::Heat | Kind::Power => vec![("energy", self.register), ("power", rate)],
+            _ => vec![("volume", self.register), ("flow", rate)],
+        }
+    }
+
+    /// The register (m³ or kWh).
+    pub fn register(&self) -> f64 {
+        self.register
+    }
+
+    /// The input of the last step (m³ or kWh).
+    pub fn last_increment(&self) -> f64 {
+        self.increment
+    }
+}
