@@ -4,11 +4,12 @@
 //!
 //! ```text
 //! version u8 (1) | readings u32 | reading* | dead letters u32 | dead letter*
-//! reading:     kind u8 | city str8 | district str8 | sensor_id str8 | time_ns i64
+//! reading:     kind u8 | city str16 | district str16 | sensor_id str16 | time_ns i64
 //!              | time source u8 (0 device, 1 receive) | values u8 | (metric str8, value f64)*
 //! dead letter: received_ns i64 | reason str8 | topic str32 | payload bytes32 | message str32
 //! ```
-//! `str8`: u8 length + UTF-8; `str32`, `bytes32`: u32 length + bytes. Integers little-endian.
+//! `str8`, `str16`: u8 / u16 length + UTF-8; `str32`, `bytes32`: u32 length + bytes. Integers
+//! little-endian.
 
 use crate::model::{DeadLetter, Kind, Reading, Reason, Rejection, SensorRef, TimeSource};
 use crate::normalize::catalog;
@@ -25,14 +26,22 @@ fn err(what: impl Into<String>) -> CodecError {
     CodecError(what.into())
 }
 
+/// Metric names (the catalog's, all short) and reasons.
 fn put_str8(out: &mut Vec<u8>, s: &str) {
-    // Identities and metric names are short; a longer one is cut at a char boundary (they
-    // are refused long before this by validation, so this never changes data in practice).
-    let mut end = s.len().min(255);
+    debug_assert!(s.len() <= 255, "{s:?} is longer than a str8");
+    let end = s.len().min(255);
+    out.push(end as u8);
+    out.extend_from_slice(&s.as_bytes()[..end]);
+}
+
+/// Identities (city, district, sensor id): nothing limits their length but the MQTT topic
+/// (65,535 bytes), so they take a 16-bit length and are never cut.
+fn put_str16(out: &mut Vec<u8>, s: &str) {
+    let mut end = s.len().min(u16::MAX as usize);
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    out.push(end as u8);
+    out.extend_from_slice(&(end as u16).to_le_bytes());
     out.extend_from_slice(&s.as_bytes()[..end]);
 }
 
@@ -48,9 +57,9 @@ pub fn encode(batch: &Batch, out: &mut Vec<u8>) {
     for r in &batch.readings {
         let s = &r.sensor;
         out.push(kind_code(s.kind));
-        put_str8(out, &s.city);
-        put_str8(out, &s.district);
-        put_str8(out, &s.sensor_id);
+        put_str16(out, &s.city);
+        put_str16(out, &s.district);
+        put_str16(out, &s.sensor_id);
         out.extend_from_slice(&r.time_ns.to_le_bytes());
         out.push(match r.time_source {
             TimeSource::Device => 0,
@@ -105,6 +114,11 @@ impl<'a> Cursor<'a> {
         a.copy_from_slice(b);
         Ok(u64::from_le_bytes(a))
     }
+    fn str16(&mut self, what: &str) -> Result<&'a str, CodecError> {
+        let b = self.take(2, what)?;
+        let n = u16::from_le_bytes([b[0], b[1]]) as usize;
+        std::str::from_utf8(self.take(n, what)?).map_err(|_| err(format!("{what} is not UTF-8")))
+    }
     fn str8(&mut self, what: &str) -> Result<&'a str, CodecError> {
         let n = self.u8(what)? as usize;
         std::str::from_utf8(self.take(n, what)?).map_err(|_| err(format!("{what} is not UTF-8")))
@@ -134,9 +148,9 @@ pub fn decode(seq: u64, bytes: &[u8]) -> Result<Batch, CodecError> {
         let kind = *Kind::ALL
             .get(code)
             .ok_or_else(|| err(format!("unknown kind code {code}")))?;
-        let city = c.str8("a city")?;
-        let district = c.str8("a district")?;
-        let sensor_id = c.str8("a sensor id")?;
+        let city = c.str16("a city")?;
+        let district = c.str16("a district")?;
+        let sensor_id = c.str16("a sensor id")?;
         let time_ns = c.u64("a time")? as i64;
         let time_source = match c.u8("a time source")? {
             0 => TimeSource::Device,
@@ -272,6 +286,17 @@ mod tests {
             decode(1, &other).err().map(|e| e.0),
             Some("version 9; this Qala reads version 1".into())
         );
+    }
+
+    #[test]
+    fn long_identities_are_kept_whole() {
+        let mut b = sample();
+        b.readings[0].sensor.sensor_id = "s".repeat(4000).as_str().into();
+        b.readings[0].sensor.city = "ü".repeat(300).as_str().into();
+        let mut out = Vec::new();
+        encode(&b, &mut out);
+        let back = decode(1, &out).expect("decodes");
+        assert_eq!(back.readings, b.readings);
     }
 
     #[test]
