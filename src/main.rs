@@ -1,4 +1,4 @@
-//! The `qala` command: run the gateway, check a config, or play the demo.
+//! The `qala` command: run the gateway, check a config, play the demo, or simulate a city.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,6 +57,61 @@ enum Command {
         #[arg(long, default_value_t = 2026)]
         seed: u64,
     },
+    /// Play a simulated city (simulators/*.toml) against a broker: real time, accelerated, or a
+    /// backfill of a past period; report what was published and, with --verify, what was stored.
+    Simulate(SimulateArgs),
+}
+
+#[derive(clap::Args)]
+struct SimulateArgs {
+    /// The scenario file: districts, fleets, intervals, formats, faults (see simulators/README.md).
+    #[arg(long)]
+    scenario: PathBuf,
+    /// The broker the gateway subscribes to.
+    #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
+    broker: String,
+    /// How long to run (wall time), for real-time and accelerated runs. Default: until Ctrl-C.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// Sim time runs this many times faster than the wall clock (60: an hour per minute).
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// Backfill: generate device times from here (RFC 3339) to --to, as fast as possible.
+    #[arg(long, requires = "to")]
+    from: Option<String>,
+    /// End of the backfill period (RFC 3339).
+    #[arg(long, requires = "from")]
+    to: Option<String>,
+    /// Most messages per second (token bucket); default: as they fall due / as fast as possible.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// QoS of every message, overriding the scenario's.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=1))]
+    qos: Option<u8>,
+    /// Report format.
+    #[arg(long, value_enum, default_value = "human")]
+    report: ReportFormat,
+    /// After the run, check the gateway's store: every reading sent is there exactly once.
+    #[arg(long)]
+    verify: bool,
+    /// The gateway's config, to find its store and /metrics (default: config/default.toml).
+    #[arg(long)]
+    gateway_config: Option<PathBuf>,
+    /// Verify against this SQLite file instead of the gateway config's.
+    #[arg(long)]
+    verify_sqlite: Option<PathBuf>,
+    /// Verify against this VictoriaMetrics (its export API) instead.
+    #[arg(long)]
+    verify_victoria: Option<String>,
+    /// The gateway's HTTP address for /metrics (lag, dedup counters), e.g. http://127.0.0.1:8080.
+    #[arg(long)]
+    gateway: Option<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    Human,
+    Json,
 }
 
 fn main() -> ExitCode {
@@ -119,7 +174,113 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Simulate(args) => simulate(args, cli.log_format),
     }
+}
+
+fn simulate(a: SimulateArgs, log_format: LogFormat) -> anyhow::Result<()> {
+    use qala::sim::{audit::AuditTarget, run, scenario::Scenario};
+    if std::env::var_os("RUST_LOG").is_none() {
+        std::env::set_var("RUST_LOG", "warn");
+    }
+    telemetry::init_logging(log_format);
+    let scenario = Scenario::load(&a.scenario)?;
+    let parse = |key: &str, t: &str| -> anyhow::Result<i64> {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .with_context(|| {
+                format!("--{key} {t:?} is not RFC 3339 (e.g. 2026-11-01T00:00:00+05:00)")
+            })?
+            .timestamp_nanos_opt()
+            .with_context(|| format!("--{key} {t:?} is out of range"))
+    };
+    let clock = match (&a.from, &a.to) {
+        (Some(f), Some(t)) => {
+            let (from_ns, to_ns) = (parse("from", f)?, parse("to", t)?);
+            anyhow::ensure!(from_ns < to_ns, "--from must be before --to");
+            run::Clock::Backfill { from_ns, to_ns }
+        }
+        _ => {
+            anyhow::ensure!(
+                a.speed > 0.0 && a.speed.is_finite(),
+                "--speed must be a positive number"
+            );
+            run::Clock::Live { speed: a.speed }
+        }
+    };
+    if let Some(r) = a.rate {
+        anyhow::ensure!(
+            r > 0.0 && r.is_finite(),
+            "--rate must be a positive number of messages per second"
+        );
+    }
+    let verify = if a.verify {
+        let gateway_settings = || Settings::load(a.gateway_config.as_deref());
+        let gateway = match &a.gateway {
+            Some(g) => Some(g.clone()),
+            None => gateway_settings()
+                .ok()
+                .map(|s| format!("http://{}", s.http.listen)),
+        };
+        Some(match (&a.verify_sqlite, &a.verify_victoria) {
+            (Some(p), _) => AuditTarget::Sqlite {
+                path: p.clone(),
+                gateway,
+            },
+            (None, Some(u)) => AuditTarget::Victoria {
+                url: u.clone(),
+                gateway,
+            },
+            (None, None) => {
+                let s = gateway_settings().context(
+                    "--verify needs the gateway's store: --gateway-config, --verify-sqlite or --verify-victoria",
+                )?;
+                anyhow::ensure!(
+                    s.sqlite.enabled,
+                    "the gateway keeps readings only in InfluxDB: give --verify-victoria URL (VictoriaMetrics' export API)"
+                );
+                AuditTarget::Sqlite {
+                    path: s.sqlite.path,
+                    gateway,
+                }
+            }
+        })
+    } else {
+        None
+    };
+    let json = matches!(a.report, ReportFormat::Json);
+    let opts = run::SimulateOptions {
+        broker: a.broker,
+        clock,
+        duration: a.duration,
+        rate: a.rate,
+        qos: a.qos,
+        json_report: json,
+        verify,
+        progress: !json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    let report = runtime()?.block_on(run::simulate(scenario, opts))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", run::render(&report));
+    }
+    if let Some(audit) = &report.audit {
+        anyhow::ensure!(
+            audit.lost == 0 && audit.error.is_none(),
+            "the audit found {} readings lost{}",
+            audit.lost,
+            audit
+                .error
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        );
+    }
+    anyhow::ensure!(
+        report.all_acked,
+        "the broker did not acknowledge every QoS-1 message"
+    );
+    Ok(())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
