@@ -285,16 +285,22 @@ async fn read_gateway(url: &str, a: &mut Audit) -> Result<(), String> {
         .map_err(|e| format!("gateway /metrics: {e}"))?;
     let samples = prom::parse(&text);
     a.gateway_duplicate_values = Some(prom::sum(&samples, "qala_readings_duplicate_total", &[]));
-    let q = |want: &str| {
-        samples
-            .iter()
-            .find(|s| s.name == "qala_ingest_lag_seconds" && s.label("quantile") == Some(want))
-            .map(|s| s.value)
-            .filter(|v| v.is_finite())
-    };
-    a.lag_p50_s = q("0.5");
-    a.lag_p95_s = q("0.95");
-    a.lag_p99_s = q("0.99");
+    // A histogram: quantiles from its cumulative buckets.
+    let mut buckets: Vec<(f64, f64)> = samples
+        .iter()
+        .filter(|s| s.name == "qala_ingest_lag_seconds_bucket")
+        .filter_map(|s| {
+            let le = match s.label("le")? {
+                "+Inf" => f64::INFINITY,
+                t => t.parse().ok()?,
+            };
+            Some((le, s.value))
+        })
+        .collect();
+    buckets.sort_by(|x, y| x.0.total_cmp(&y.0));
+    a.lag_p50_s = prom::quantile_of_buckets(&buckets, 0.5);
+    a.lag_p95_s = prom::quantile_of_buckets(&buckets, 0.95);
+    a.lag_p99_s = prom::quantile_of_buckets(&buckets, 0.99);
     Ok(())
 }
 
