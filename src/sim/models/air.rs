@@ -13,7 +13,7 @@
 //! - **dispersion** is the boundary layer's daily cycle (shallow at night, mixed in the
 //!   afternoon) × a city-wide synoptic field (days) × a district field (hours) × **smog
 //!   episodes**: winter temperature inversions (Nov 15 – Mar 5, most likely Dec–Feb) that build
-//!   over a day or two, hold 3–8 days at 2.5–5 × the usual dispersion and clear with a front.
+//!   over a day or two, hold 3–8 days at 2.2–4 × the usual dispersion and clear with a front.
 //!   Almaty's measured winter PM2.5 mean is 94 µg/m³ (Tursumbayeva et al. 2022, AAQR 22:210294),
 //!   with evening peaks near 300 µg/m³ in episodes: the model's heating-season mean lands near it,
 //!   episode days at 3–6 × the daily ПДК of 35 µg/m³;
@@ -28,7 +28,7 @@
 use std::f64::consts::PI;
 
 use super::clock::{bump, days_from_civil, monthly, Local};
-use super::noise::{gauss, hash2, hash3, lognormal, smooth, tag, Stream};
+use super::noise::{gauss, gauss_fast, hash2, hash3, lognormal, smooth, tag, Stream};
 use super::traffic::{demand_shape, WEEKDAY_MEAN};
 use super::Value;
 
@@ -56,7 +56,7 @@ const HUMIDITY_PER_DEGREE: f64 = -2.8;
 /// O3 background by month (µg/m³, multiplied by the daily shape below): photochemistry makes
 /// summer afternoons reach ≈ 110–130 µg/m³ and winter ones ≈ 40.
 const O3_MONTHLY: [f64; 12] = [
-    30.0, 36.0, 48.0, 60.0, 70.0, 78.0, 80.0, 76.0, 62.0, 46.0, 34.0, 29.0,
+    48.0, 58.0, 77.0, 96.0, 112.0, 125.0, 128.0, 122.0, 99.0, 74.0, 54.0, 46.0,
 ];
 
 /// Heating-stoves' daily shape: stoked in the evening (peak near 20:30) and in the morning.
@@ -66,7 +66,7 @@ fn heating_profile(hour: f64) -> f64 {
 }
 
 /// Boundary-layer dispersion, mean one: highest concentrations near 02:00, lowest near 14:00,
-/// the swing larger in winter (`amplitude` 0.4) than in summer (0.25).
+/// the swing larger in winter (`amplitude` 0.35) than in summer (0.25).
 fn mixing(hour: f64, amplitude: f64) -> f64 {
     1.0 + amplitude * (2.0 * PI * (hour - 2.0) / 24.0).cos()
 }
@@ -105,7 +105,7 @@ pub struct Episode {
     /// Local days since 1970-01-01 (fractional) of its start and end.
     pub start_day: f64,
     pub end_day: f64,
-    /// Peak dispersion multiplier (2.5–5) before the district's own modulation.
+    /// Peak dispersion multiplier (2.2–4) before the district's own modulation.
     pub peak: f64,
     /// An identifier (for the districts' modulation).
     pub key: u64,
@@ -159,7 +159,7 @@ fn episode_of_block(city: u64, winter: i32, block: i64) -> Option<Episode> {
     Some(Episode {
         start_day,
         end_day: start_day + length,
-        peak: 2.5 + 2.5 * s.unit(),
+        peak: 2.2 + 1.8 * s.unit(),
         key,
     })
 }
@@ -187,19 +187,24 @@ pub fn episode_at(seed: u64, local: &Local) -> Option<Episode> {
 /// climatology + the synoptic anomaly (2.5-day knots) + the cooling of a smog episode. Meters
 /// use it for heating demand, so heat and gas follow the same weather as the stations.
 pub fn daily_mean_temperature(seed: u64, local: &Local) -> f64 {
-    let pos = local.month_pos();
-    let days = local.days();
-    let city = city_key(seed);
-    let anomaly = monthly(&SYNOPTIC_SIGMA_MONTHLY, pos) * smooth(city ^ T_SYNOPTIC, days / 2.5);
-    let cold = episode_at(seed, local).map_or(0.0, |e| EPISODE_COLD * e.shape(days));
-    monthly(&TEMPERATURE_MONTHLY, pos) + anomaly - cold
+    let shape = episode_at(seed, local).map_or(0.0, |e| e.shape(local.days()));
+    daily_mean_temperature_in(city_key(seed), local, shape)
 }
 
-/// Heating demand, 0 outside the heating season, else (18 − T_day)/18 but at least 0.2 (the
-/// CHP plants run and the stoves are lit however mild the day).
+/// [`daily_mean_temperature`] with the city's key and the episode's shape already known.
+fn daily_mean_temperature_in(city: u64, local: &Local, episode_shape: f64) -> f64 {
+    let pos = local.month_pos();
+    let anomaly =
+        monthly(&SYNOPTIC_SIGMA_MONTHLY, pos) * smooth(city ^ T_SYNOPTIC, local.days() / 2.5);
+    monthly(&TEMPERATURE_MONTHLY, pos) + anomaly - EPISODE_COLD * episode_shape
+}
+
+/// Heating demand, 0 outside the heating season, else (18 − T_day)/18 within 0.2 (the CHP
+/// plants run and the stoves are lit however mild the day) and 1.5 (−9 °C: colder days burn
+/// longer, not more stoves).
 pub fn heating_demand(local: &Local, daily_mean_temperature: f64) -> f64 {
     if local.heating_season() {
-        ((18.0 - daily_mean_temperature) / 18.0).max(0.2)
+        ((18.0 - daily_mean_temperature) / 18.0).clamp(0.2, 1.5)
     } else {
         0.0
     }
@@ -256,7 +261,7 @@ impl Station {
         // an inversion), a fast anomaly (fronts within a day).
         let episode = episode_at(self.seed, &local);
         let ep_shape = episode.map_or(0.0, |e| e.shape(days));
-        let t_day = daily_mean_temperature(self.seed, &local);
+        let t_day = daily_mean_temperature_in(self.city, &local, ep_shape);
         let fast = smooth(self.city ^ T_SYNOPTIC_FAST, hours / 12.0);
         let half_range = monthly(&HALF_RANGE_MONTHLY, pos) * (1.0 - 0.4 * ep_shape);
         let cycle = half_range * diurnal_temperature(h);
@@ -273,44 +278,48 @@ impl Station {
             + 10.0 * ep_shape
             + 1.0 * noise.gauss();
 
-        // Dispersion: daily mixing × city synoptic (1.5-day knots) × district (3-hour knots) ×
-        // the episode, modulated by the district (log-normal σ 0.3 of its excess).
+        // Dispersion: daily mixing × city synoptic (1.5-day knots, log-normal σ 0.2) × district
+        // (3-hour knots, σ 0.2) × the episode, its excess modulated by the district (σ 0.2).
         let heating = heating_demand(&local, t_day);
         let winterness = if local.heating_season() { 1.0 } else { 0.0 };
         let episode_factor = episode.map_or(1.0, |e| {
-            let district = lognormal(0.3, gauss(hash2(self.district_key, e.key)));
+            let district = lognormal(0.2, gauss(hash2(self.district_key, e.key)));
             1.0 + (e.peak - 1.0) * district * ep_shape
         });
-        let dispersion = mixing(h, 0.25 + 0.15 * winterness)
-            * lognormal(0.3, smooth(self.city ^ T_DISPERSION, days / 1.5))
-            * lognormal(0.3, smooth(self.district_key ^ T_DISPERSION, hours / 3.0))
-            * episode_factor
-            * self.district_level;
+        // In logarithms: each pollutant takes its own power of it, and its own noise, in one exp.
+        let ln_dispersion =
+            (mixing(h, 0.25 + 0.1 * winterness) * episode_factor * self.district_level).ln()
+                + 0.2 * smooth(self.city ^ T_DISPERSION, days / 1.5)
+                + 0.2 * smooth(self.district_key ^ T_DISPERSION, hours / 3.0)
+                - 0.04;
         let traffic = demand_shape(&local) / WEEKDAY_MEAN * self.traffic_exposure;
         let stoves = heating * heating_profile(h);
         // Station noise: an hourly field of its own (PM shared by both fractions) and a
         // per-reading instrument noise.
-        let station_pm = lognormal(0.12, smooth(self.station_key ^ 1, hours)) * self.bias;
-        let mut own = |sigma: f64, k: u64| {
-            lognormal(sigma, smooth(self.station_key ^ k, hours)) * lognormal(0.03, noise.gauss())
+        // `own(a, σ, k)`: dispersion^a × the station's field k (σ) × instrument noise (σ 0.03).
+        let mut own = |power: f64, sigma: f64, k: u64| {
+            (power * ln_dispersion + sigma * smooth(self.station_key ^ k, hours)
+                - 0.5 * sigma * sigma
+                + 0.03 * gauss_fast(noise.next_u64()))
+            .exp()
         };
 
         // Sources at unit dispersion (µg/m³).
-        let pm2_5 = (8.0 + 5.0 * traffic + 30.0 * stoves) * dispersion * station_pm;
+        let pm2_5 = (8.0 + 5.0 * traffic + 36.0 * stoves) * own(1.0, 0.12, 1) * self.bias;
         // Coarse dust: road and soil dust, dry summers, less trapped by inversions.
         let dry = monthly(
             &[0.6, 0.6, 0.8, 1.1, 1.3, 1.5, 1.6, 1.6, 1.4, 1.1, 0.8, 0.6],
             pos,
         );
-        let coarse = (9.0 * dry * (0.5 + 0.5 * traffic)) * dispersion.sqrt() * own(0.2, 2);
+        let coarse = (14.0 * dry * (0.5 + 0.5 * traffic)) * own(0.5, 0.2, 2);
         let pm10 = pm2_5 + coarse;
-        let no2 = (14.0 + 26.0 * traffic + 10.0 * stoves) * dispersion.powf(0.7) * own(0.15, 3);
-        let so2 = (6.0 + 28.0 * stoves) * dispersion.powf(0.8) * own(0.2, 4);
-        let co = (300.0 + 450.0 * traffic + 900.0 * stoves) * dispersion * own(0.15, 5);
+        let no2 = (14.0 + 26.0 * traffic + 10.0 * stoves) * own(0.7, 0.15, 3);
+        let so2 = (6.0 + 28.0 * stoves) * own(0.8, 0.2, 4);
+        let co = (300.0 + 450.0 * traffic + 900.0 * stoves) * own(1.0, 0.15, 5);
         let sun = 0.3 + 1.1 * bump(h, 15.0, 3.0);
         let o3 = monthly(&O3_MONTHLY, pos) * sun * (1.0 - 0.2 * traffic.min(2.0))
             / episode_factor.sqrt()
-            * own(0.15, 6);
+            * own(0.0, 0.15, 6);
 
         let pm2_5 = round(pm2_5.min(1000.0), 1);
         vec![
@@ -330,4 +339,264 @@ impl Station {
 fn round(v: f64, decimals: i32) -> f64 {
     let f = 10f64.powi(decimals);
     (v * f).round() / f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::clock::{local_ns, NS_PER_DAY, NS_PER_HOUR};
+    use super::*;
+    use crate::model::Kind;
+    use crate::normalize::catalog;
+
+    const SEED: u64 = 2026;
+
+    fn get(rec: &[Value], name: &str) -> f64 {
+        rec.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
+            .unwrap()
+    }
+
+    /// Hourly values of `metric` from local midnight of a date, for `hours`.
+    fn hourly_series(s: &mut Station, start: i64, hours: i64, metric: &str) -> Vec<f64> {
+        (0..hours)
+            .map(|i| get(&s.report(start + i * NS_PER_HOUR), metric))
+            .collect()
+    }
+
+    fn mean(v: &[f64]) -> f64 {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+
+    fn pearson(a: &[f64], b: &[f64]) -> f64 {
+        let (ma, mb) = (mean(a), mean(b));
+        let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+        for (x, y) in a.iter().zip(b) {
+            sab += (x - ma) * (y - mb);
+            saa += (x - ma) * (x - ma);
+            sbb += (y - mb) * (y - mb);
+        }
+        sab / (saa * sbb).sqrt()
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_values_and_another_station_others() {
+        let t = local_ns(2026, 1, 20, 19.0);
+        let mut a = Station::new(SEED, 2, 10);
+        let mut b = Station::new(SEED, 2, 10);
+        let mut c = Station::new(SEED, 2, 11);
+        let va: Vec<_> = (0..48).map(|i| a.report(t + i * NS_PER_HOUR)).collect();
+        let vb: Vec<_> = (0..48).map(|i| b.report(t + i * NS_PER_HOUR)).collect();
+        let vc: Vec<_> = (0..48).map(|i| c.report(t + i * NS_PER_HOUR)).collect();
+        assert_eq!(va, vb);
+        assert_ne!(va, vc);
+        assert_eq!(
+            a.report(t + 5 * NS_PER_HOUR),
+            va[5],
+            "a function of time alone"
+        );
+        assert_ne!(Station::new(SEED + 1, 2, 10).report(t), va[0]);
+    }
+
+    #[test]
+    fn every_value_is_within_the_catalog_over_a_year() {
+        for (district, id) in [(0, 1), (3, 7), (6, 2)] {
+            let mut s = Station::new(SEED, district, id);
+            let start = local_ns(2025, 7, 1, 0.0);
+            for i in 0..(365 * 24 * 3) {
+                let rec = s.report(start + i * 20 * 60 * 1_000_000_000);
+                assert_eq!(rec.len(), 8);
+                for (name, v) in &rec {
+                    let def = catalog::lookup(Kind::Air, name).expect("a catalog metric");
+                    assert!(
+                        v.is_finite() && *v >= def.min && *v <= def.max,
+                        "{name} = {v} outside {}..{}",
+                        def.min,
+                        def.max
+                    );
+                }
+                assert!(get(&rec, "pm10") >= get(&rec, "pm2_5"));
+            }
+        }
+    }
+
+    #[test]
+    fn the_heating_season_is_dirtier_than_the_summer() {
+        let mut s = Station::new(SEED, 1, 1);
+        let winter = hourly_series(&mut s, local_ns(2025, 12, 1, 0.0), 90 * 24, "pm2_5");
+        let summer = hourly_series(&mut s, local_ns(2026, 6, 1, 0.0), 90 * 24, "pm2_5");
+        let (w, su) = (mean(&winter), mean(&summer));
+        assert!(w > 3.0 * su, "winter {w} summer {su}");
+        // Near Almaty's measured winter mean (94 µg/m³) and a clean-ish summer.
+        assert!((55.0..150.0).contains(&w), "winter {w}");
+        assert!((6.0..30.0).contains(&su), "summer {su}");
+        let so2_w = mean(&hourly_series(
+            &mut s,
+            local_ns(2026, 1, 1, 0.0),
+            30 * 24,
+            "so2",
+        ));
+        let so2_s = mean(&hourly_series(
+            &mut s,
+            local_ns(2026, 7, 1, 0.0),
+            30 * 24,
+            "so2",
+        ));
+        assert!(so2_w > 2.0 * so2_s, "so2 {so2_w} {so2_s}");
+    }
+
+    #[test]
+    fn every_winter_has_a_smog_episode_of_days_above_three_times_the_daily_limit() {
+        // ПДК с.с. for PM2.5 is 35 µg/m³ (DOMAIN.md §3); daily means are local-midnight days.
+        for seed in [SEED, 1, 2, 3] {
+            for winter in [2025, 2026] {
+                let mut s = Station::new(seed, 4, 1);
+                let start = local_ns(winter, 11, 15, 0.0);
+                let mut run = 0;
+                let mut longest = 0;
+                for day in 0..110 {
+                    let pm = hourly_series(&mut s, start + day * NS_PER_DAY, 24, "pm2_5");
+                    if mean(&pm) > 3.0 * 35.0 {
+                        run += 1;
+                        longest = longest.max(run);
+                    } else {
+                        run = 0;
+                    }
+                }
+                assert!(longest >= 2, "seed {seed} winter {winter}: {longest} days");
+            }
+        }
+    }
+
+    #[test]
+    fn smog_episodes_are_city_wide_winter_events_that_cool_the_surface() {
+        let mut n = 0;
+        for day in 0..365 {
+            let local = Local::at(local_ns(2026, 1, 1, 12.0) + day * NS_PER_DAY);
+            if let Some(e) = episode_at(SEED, &local) {
+                n += 1;
+                assert!(matches!(local.month, 11 | 12 | 1 | 2 | 3), "{local:?}");
+                assert!((3.0..=8.0).contains(&(e.end_day - e.start_day)));
+            }
+        }
+        assert!((15..=70).contains(&n), "{n} episode days in 2026");
+    }
+
+    #[test]
+    fn stations_of_a_district_correlate_more_than_stations_of_different_districts() {
+        let start = local_ns(2026, 1, 1, 0.0);
+        let hours = 31 * 24;
+        let a1 = hourly_series(&mut Station::new(SEED, 0, 1), start, hours, "pm2_5");
+        let a2 = hourly_series(&mut Station::new(SEED, 0, 2), start, hours, "pm2_5");
+        let b1 = hourly_series(&mut Station::new(SEED, 5, 3), start, hours, "pm2_5");
+        let same = pearson(&a1, &a2);
+        let other = pearson(&a1, &b1).max(pearson(&a2, &b1));
+        assert!(same > 0.7, "same district r = {same}");
+        assert!(same > other + 0.05, "same {same} other {other}");
+    }
+
+    #[test]
+    fn no2_and_co_follow_the_rush_hours_and_o3_the_afternoon() {
+        let mut s = Station::new(SEED, 2, 4);
+        let (mut rush, mut night, mut o3_pm, mut o3_am) = (0.0, 0.0, 0.0, 0.0);
+        // Weekdays of May 2026 away from the holidays.
+        for day in 11..=29u8 {
+            if Local::at(local_ns(2026, 5, day, 12.0)).day_off() {
+                continue;
+            }
+            let at = |s: &mut Station, h: f64| s.report(local_ns(2026, 5, day, h));
+            rush += get(&at(&mut s, 18.5), "no2");
+            night += get(&at(&mut s, 4.0), "no2");
+            o3_pm += get(&at(&mut s, 15.0), "o3");
+            o3_am += get(&at(&mut s, 6.0), "o3");
+        }
+        assert!(rush > 1.5 * night, "no2 rush {rush} night {night}");
+        assert!(o3_pm > 2.0 * o3_am, "o3 15:00 {o3_pm} 06:00 {o3_am}");
+    }
+
+    #[test]
+    fn temperature_and_humidity_follow_almatys_seasons_and_days() {
+        let mut s = Station::new(SEED, 3, 1);
+        let jan = hourly_series(&mut s, local_ns(2026, 1, 1, 0.0), 31 * 24, "temperature");
+        let jul = hourly_series(&mut s, local_ns(2026, 7, 1, 0.0), 31 * 24, "temperature");
+        assert!((-12.0..3.0).contains(&mean(&jan)), "January {}", mean(&jan));
+        assert!((18.0..30.0).contains(&mean(&jul)), "July {}", mean(&jul));
+        let at = |h: usize| jul.iter().skip(h).step_by(24).sum::<f64>() / 31.0;
+        assert!(
+            at(15) > at(6) + 8.0,
+            "July 15:00 {} 06:00 {}",
+            at(15),
+            at(6)
+        );
+        let rh = hourly_series(&mut s, local_ns(2026, 7, 1, 0.0), 31 * 24, "humidity");
+        let rh_at = |h: usize| rh.iter().skip(h).step_by(24).sum::<f64>() / 31.0;
+        assert!(rh_at(6) > rh_at(15) + 15.0);
+    }
+
+    /// Monthly means, for calibration: `cargo test --lib air::tests::print -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn print_monthly_means() {
+        let mut s = Station::new(SEED, 0, 1);
+        let names = [
+            "pm2_5",
+            "pm10",
+            "no2",
+            "so2",
+            "co",
+            "o3",
+            "temperature",
+            "humidity",
+        ];
+        println!("month {names:?} max_pm2_5");
+        for m in 1..=12u8 {
+            let start = local_ns(2026, m, 1, 0.0);
+            let mut sums = [0.0; 8];
+            let mut max = 0.0f64;
+            for i in 0..(28 * 24) {
+                let rec = s.report(start + i * NS_PER_HOUR);
+                for (k, n) in names.iter().enumerate() {
+                    sums[k] += get(&rec, n) / (28.0 * 24.0);
+                }
+                max = max.max(get(&rec, "pm2_5"));
+            }
+            let rounded: Vec<_> = sums.iter().map(|v| (v * 10.0).round() / 10.0).collect();
+            println!("{m:2} {rounded:?} {max:.0}");
+        }
+        let start = local_ns(2026, 1, 1, 0.0);
+        for district in 0..4 {
+            let a1 = hourly_series(&mut Station::new(SEED, district, 1), start, 744, "pm2_5");
+            let a2 = hourly_series(&mut Station::new(SEED, district, 2), start, 744, "pm2_5");
+            let b = hourly_series(
+                &mut Station::new(SEED, district + 4, 3),
+                start,
+                744,
+                "pm2_5",
+            );
+            println!(
+                "district {district}: same r {:.3}, other r {:.3}",
+                pearson(&a1, &a2),
+                pearson(&a1, &b)
+            );
+        }
+        let mut all: Vec<f64> = Vec::new();
+        for d in 0..8 {
+            all.extend(hourly_series(
+                &mut Station::new(SEED, d, 1),
+                local_ns(2025, 11, 1, 0.0),
+                150 * 24,
+                "pm2_5",
+            ));
+        }
+        all.sort_by(f64::total_cmp);
+        let q = |p: f64| all[((all.len() - 1) as f64 * p) as usize];
+        println!(
+            "winter pm2_5 hourly p50 {} p90 {} p99 {} p99.9 {} max {}",
+            q(0.5),
+            q(0.9),
+            q(0.99),
+            q(0.999),
+            q(1.0)
+        );
+    }
 }

@@ -38,6 +38,8 @@ pub const INDOOR_C: f64 = 20.0;
 pub const GAS_HEATING_BELOW_C: f64 = 10.0;
 /// Water's volumetric heat capacity (kWh per m³ and K): 4.19 kJ/(kg·K) × 1000 kg/m³ / 3600.
 pub const WATER_KWH_PER_M3_K: f64 = 1.163;
+/// Resolution of a heat meter's carrier volume register (m³).
+pub const CARRIER_RESOLUTION: f64 = 0.01;
 /// Power factor of household loads (0.9–0.98 with modern electronics).
 pub const POWER_FACTOR: f64 = 0.95;
 /// Nominal mains voltage in Kazakhstan (V), GOST 32144-2013 ±10 %: 207–253 V.
@@ -578,7 +580,10 @@ impl Meter {
             Kind::Heat => vec![
                 ("energy", self.shown(self.register)),
                 ("power", r1(self.rate)),
-                ("volume", self.shown(self.volume)),
+                (
+                    "volume",
+                    (self.volume / CARRIER_RESOLUTION).floor() * CARRIER_RESOLUTION,
+                ),
                 ("flow", r3(self.carrier_flow)),
                 ("supply_temperature", r1(self.supply)),
                 ("return_temperature", r1(self.ret)),
@@ -674,5 +679,369 @@ impl DistrictInput {
     /// The input of the last step (m³ or kWh).
     pub fn last_increment(&self) -> f64 {
         self.increment
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::clock::{local_ns, NS_PER_DAY, NS_PER_S};
+    use super::*;
+    use crate::normalize::catalog;
+
+    const SEED: u64 = 2026;
+    const QUARTER_HOUR: i64 = 900 * NS_PER_S;
+    const METERS: [Kind; 4] = [Kind::Water, Kind::Heat, Kind::Power, Kind::Gas];
+
+    fn get(rec: &[Value], name: &str) -> f64 {
+        rec.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
+            .unwrap()
+    }
+
+    fn meter(id: u64, kind: Kind, faults: MeterFaults) -> Meter {
+        Meter::new(SEED, id, kind, MeterProfile::typical(kind), faults)
+    }
+
+    #[test]
+    fn the_same_seed_and_calls_give_the_same_values_and_another_id_others() {
+        let faults = MeterFaults {
+            leak_per_day: 0.05,
+            reset_per_day: 0.01,
+        };
+        let t0 = local_ns(2026, 1, 10, 0.0);
+        for kind in METERS {
+            let run = |id| {
+                let mut m = meter(id, kind, faults);
+                (0..2000)
+                    .map(|i| m.report(t0 + i * QUARTER_HOUR))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(run(1), run(1), "{kind}");
+            assert_ne!(run(1), run(2), "{kind}");
+        }
+    }
+
+    #[test]
+    fn every_value_is_within_the_catalog_over_a_year() {
+        let faults = MeterFaults {
+            leak_per_day: 0.01,
+            reset_per_day: 0.005,
+        };
+        let t0 = local_ns(2025, 7, 1, 0.0);
+        for kind in METERS {
+            for id in 0..3 {
+                let mut m = meter(id, kind, faults);
+                for i in 0..(365 * 96) {
+                    let rec = m.report(t0 + i * QUARTER_HOUR);
+                    for (name, v) in &rec {
+                        let def = catalog::lookup(kind, name).expect("a catalog metric");
+                        assert!(
+                            v.is_finite() && *v >= def.min && *v <= def.max,
+                            "{kind}.{name} = {v} outside {}..{}",
+                            def.min,
+                            def.max
+                        );
+                    }
+                    if kind == Kind::Power {
+                        let v = get(&rec, "voltage");
+                        assert!((195.0..=253.0).contains(&v), "{v} V");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn registers_never_decrease_except_at_a_counted_reset_or_rollover() {
+        for kind in METERS {
+            let mut profile = MeterProfile::typical(kind);
+            // Small registers, so that a year rolls them over.
+            profile.digits = match kind {
+                Kind::Heat => 5,
+                _ => 2,
+            };
+            let faults = MeterFaults {
+                leak_per_day: 0.0,
+                reset_per_day: 0.01,
+            };
+            let mut m = Meter::new(SEED, 3, kind, profile, faults).with_register(90.0);
+            let registers = |rec: &[Value]| -> Vec<f64> {
+                rec.iter()
+                    .filter(|(n, _)| matches!(*n, "energy" | "volume"))
+                    .map(|(_, v)| *v)
+                    .collect()
+            };
+            let t0 = local_ns(2025, 9, 1, 0.0);
+            let mut last = registers(&m.report(t0));
+            let mut resets = m.resets();
+            let mut decreases = 0;
+            for i in 1..(365 * 96) {
+                let now = registers(&m.report(t0 + i * QUARTER_HOUR));
+                let down = now.iter().zip(&last).any(|(n, l)| n < l);
+                if down {
+                    decreases += 1;
+                    assert!(m.resets() > resets, "{kind}: {last:?} → {now:?} uncounted");
+                }
+                resets = m.resets();
+                last = now;
+            }
+            assert!(decreases >= 2, "{kind}: {decreases} decreases in a year");
+            assert!(m.resets() as usize >= decreases);
+        }
+    }
+
+    #[test]
+    fn flow_times_the_step_is_the_consumption() {
+        for kind in METERS {
+            let mut m = meter(8, kind, MeterFaults::NONE);
+            let t0 = local_ns(2026, 2, 2, 0.0);
+            m.report(t0);
+            for i in 1..500 {
+                let rec = m.report(t0 + i * QUARTER_HOUR);
+                let rate = match kind {
+                    Kind::Heat | Kind::Power => get(&rec, "power"),
+                    _ => get(&rec, "flow"),
+                };
+                let step = m.last_increment();
+                // Rates are rounded to 0.001 (0.1 kW for heat).
+                let tolerance = if kind == Kind::Heat { 0.05 } else { 0.0005 } * 0.25;
+                assert!(
+                    (rate * 0.25 - step).abs() <= tolerance + 1e-12,
+                    "{kind}: {rate} {step}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_leak_raises_the_minimum_night_flow_and_it_stays_raised() {
+        let faults = MeterFaults {
+            leak_per_day: 0.02,
+            reset_per_day: 0.0,
+        };
+        let t0 = local_ns(2026, 3, 1, 0.0);
+        let days = 240;
+        // A meter whose leak starts in the middle of the run (several ids tried, in order).
+        let (mut m, start_day) = (0..100)
+            .find_map(|id| {
+                let mut m = meter(id, Kind::Water, faults);
+                for i in 0..(days * 96) {
+                    m.report(t0 + i * QUARTER_HOUR);
+                }
+                let since = m.leak_since_ns()?;
+                let day = (since - t0) / NS_PER_DAY;
+                (30..days - 30)
+                    .contains(&day)
+                    .then(|| (meter(id, Kind::Water, faults), day))
+            })
+            .expect("a meter that starts leaking");
+        // The minimum of the 02:00–04:00 flows of each night.
+        let mut night_min = Vec::new();
+        for day in 0..days {
+            let mut min = f64::MAX;
+            for q in 0..96 {
+                let rec = m.report(t0 + (day * 96 + q) * QUARTER_HOUR);
+                if (8..=16).contains(&q) {
+                    min = min.min(get(&rec, "flow"));
+                }
+            }
+            night_min.push(min);
+        }
+        let leak = m.leak_rate();
+        assert!(m.leaking() && leak >= 0.005);
+        let before = &night_min[..start_day as usize];
+        let after = &night_min[start_day as usize + 1..];
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        assert!(mean(before) < 0.2 * leak, "before {}", mean(before));
+        assert!(
+            after.iter().all(|&f| f >= leak - 0.0015),
+            "leak {leak}: {after:?}"
+        );
+        assert!(mean(after) > mean(before) + 0.9 * leak);
+    }
+
+    #[test]
+    fn heat_follows_the_heating_season_and_the_carrier_balances_the_energy() {
+        let mut m = meter(4, Kind::Heat, MeterFaults::NONE);
+        let day_energy = |m: &mut Meter, y, mo, d| {
+            let t = local_ns(y, mo, d, 0.0);
+            m.report(t);
+            (1..=96)
+                .map(|q| {
+                    m.report(t + q * QUARTER_HOUR);
+                    m.last_increment()
+                })
+                .sum::<f64>()
+        };
+        let january = day_energy(&mut m, 2026, 1, 20);
+        let july = day_energy(&mut m, 2026, 7, 20);
+        assert!(
+            january > 4.0 * july,
+            "January {january} kWh, July {july} kWh"
+        );
+        // Energy = 1.163 × carrier volume × (supply − return), step by step.
+        let t = local_ns(2026, 2, 3, 0.0);
+        let mut last = m.report(t);
+        for q in 1..96 {
+            let rec = m.report(t + q * QUARTER_HOUR);
+            let volume = get(&rec, "volume") - get(&last, "volume");
+            let dt = get(&rec, "supply_temperature") - get(&rec, "return_temperature");
+            let energy = m.last_increment();
+            let implied = WATER_KWH_PER_M3_K * volume * dt;
+            // Up to the registers' resolution and the temperatures' noise.
+            assert!(
+                (implied - energy).abs() < 0.05 * energy + 1.163 * 0.01 * dt + 1.0,
+                "{implied} {energy}"
+            );
+            last = rec;
+        }
+    }
+
+    #[test]
+    fn household_use_peaks_morning_and_evening_and_the_fleet_mean_is_the_profiles() {
+        for kind in [Kind::Water, Kind::Power] {
+            let profile = MeterProfile::typical(kind);
+            let (mut by_hour, mut total) = ([0.0; 24], 0.0);
+            let t0 = local_ns(2025, 1, 1, 0.0);
+            let (meters, days) = (100, 365);
+            for id in 0..meters {
+                let mut m = meter(id, kind, MeterFaults::NONE);
+                m.report(t0);
+                for i in 1..=(days * 24) {
+                    m.report(t0 + i * 3600 * NS_PER_S);
+                    by_hour[((i - 1) % 24) as usize] += m.last_increment();
+                    total += m.last_increment();
+                }
+            }
+            let daily = total / (meters as f64 * days as f64);
+            assert!(
+                (daily / profile.daily_mean - 1.0).abs() < 0.12,
+                "{kind}: {daily} per day vs {}",
+                profile.daily_mean
+            );
+            let night = by_hour[3];
+            assert!(
+                by_hour[7] > 2.0 * night && by_hour[20] > 2.0 * night,
+                "{kind} {by_hour:?}"
+            );
+        }
+        // Gas: heating makes winter days several times summer ones.
+        let mut m = meter(5, Kind::Gas, MeterFaults::NONE);
+        let day = |m: &mut Meter, mo| {
+            let t = local_ns(2026, mo, 12, 0.0);
+            m.report(t);
+            m.report(t + NS_PER_DAY);
+            m.last_increment()
+        };
+        let (jan, jul) = (day(&mut m, 1), day(&mut m, 7));
+        assert!(jan > 3.0 * jul, "gas January {jan} July {jul}");
+    }
+
+    #[test]
+    fn power_meters_report_current_from_power_and_voltage() {
+        let mut m = meter(6, Kind::Power, MeterFaults::NONE);
+        let t0 = local_ns(2026, 4, 7, 0.0);
+        for q in 0..200 {
+            let rec = m.report(t0 + q * QUARTER_HOUR);
+            let (p, v, i) = (
+                get(&rec, "power"),
+                get(&rec, "voltage"),
+                get(&rec, "current"),
+            );
+            assert!(
+                (i - p * 1000.0 / (v * POWER_FACTOR)).abs() < 0.02,
+                "{rec:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_district_input_is_its_consumers_plus_losses() {
+        let loss = 0.23;
+        let mut input = DistrictInput::new(Kind::Water, loss, 12_345.678);
+        let mut meters: Vec<Meter> = (0..25)
+            .map(|id| {
+                let faults = MeterFaults {
+                    leak_per_day: 0.2,
+                    reset_per_day: 0.1,
+                };
+                meter(id, Kind::Water, faults)
+            })
+            .collect();
+        let t0 = local_ns(2026, 5, 5, 0.0);
+        for m in &mut meters {
+            m.report(t0);
+        }
+        let start = input.register();
+        let mut consumers = 0.0;
+        for q in 1..=96 {
+            let t = t0 + q * QUARTER_HOUR;
+            let step: f64 = meters
+                .iter_mut()
+                .map(|m| {
+                    m.report(t);
+                    m.last_increment()
+                })
+                .sum();
+            consumers += step;
+            let rec = input.report(t, step, 900.0);
+            assert!((get(&rec, "flow") - step * (1.0 + loss) * 4.0).abs() < 1e-9);
+        }
+        let through = input.register() - start;
+        let expect = consumers * (1.0 + loss);
+        assert!(
+            ((through - expect) / expect).abs() < 1e-9,
+            "{through} vs {expect}"
+        );
+        assert!(
+            consumers > 5.0,
+            "25 households use some water in a day: {consumers}"
+        );
+    }
+
+    /// Timing: `cargo test --release --lib meter::tests::timing -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn timing() {
+        use super::super::{Detector, Station};
+        use std::time::Instant;
+        let t0 = local_ns(2026, 1, 1, 0.0);
+        let n = 200_000;
+        for kind in METERS {
+            let mut ms: Vec<Meter> = (0..1000)
+                .map(|id| meter(id, kind, MeterFaults::NONE))
+                .collect();
+            let start = Instant::now();
+            let mut sink = 0.0;
+            for i in 0..n {
+                let m = &mut ms[i % 1000];
+                sink += m.report(t0 + (i / 1000) as i64 * QUARTER_HOUR)[0].1;
+            }
+            let ns = start.elapsed().as_nanos() as f64 / n as f64;
+            println!("{kind}: {ns:.0} ns per report ({sink:.0})");
+        }
+        let mut s = Station::new(SEED, 1, 1);
+        let start = Instant::now();
+        let mut sink = 0.0;
+        for i in 0..n {
+            sink += s.report(t0 + i as i64 * 60 * NS_PER_S)[0].1;
+        }
+        println!(
+            "air: {:.0} ns per report ({sink:.0})",
+            start.elapsed().as_nanos() as f64 / n as f64
+        );
+        for (lanes, interval) in [(1, 60.0), (3, 60.0), (3, 900.0)] {
+            let mut d = Detector::new(SEED, 1, lanes, 1800.0, 60.0);
+            let start = Instant::now();
+            let mut sink = 0.0;
+            for i in 0..n {
+                sink += d.report(t0 + i as i64 * 60 * NS_PER_S, interval)[0][0].1;
+            }
+            println!(
+                "traffic {lanes} lanes, {interval} s: {:.0} ns per report ({sink:.0})",
+                start.elapsed().as_nanos() as f64 / n as f64
+            );
+        }
     }
 }

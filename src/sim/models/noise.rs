@@ -55,7 +55,16 @@ pub fn gauss(h: u64) -> f64 {
     ((-2.0 * u1.ln()).sqrt() * (2.0 * PI * u2).cos()).clamp(-4.0, 4.0)
 }
 
-/// Smooth unit-variance noise in `x` (knots at the integers, a standard normal at each knot,
+/// An approximately standard normal without transcendental functions: the Irwin–Hall sum of
+/// four 16-bit uniforms, rescaled to unit variance. Bounded at ±2√3 (±3.46 σ), which suits
+/// multiplicative noise fields; three times cheaper than [`gauss`].
+#[inline]
+pub fn gauss_fast(h: u64) -> f64 {
+    let s = (h & 0xffff) + ((h >> 16) & 0xffff) + ((h >> 32) & 0xffff) + (h >> 48);
+    ((s as f64 + 2.0) * (1.0 / 65_536.0) - 2.0) * 3f64.sqrt()
+}
+
+/// Smooth unit-variance noise in `x` (knots at the integers, an approximate normal at each knot,
 /// smoothstep between them, rescaled so that the variance stays 1 between knots). With `x` in hours
 /// over 3, say, the field decorrelates over about three hours.
 #[inline]
@@ -63,8 +72,8 @@ pub fn smooth(key: u64, x: f64) -> f64 {
     let i = x.floor();
     let f = x - i;
     let k = i as i64 as u64;
-    let a = gauss(hash2(key, k));
-    let b = gauss(hash2(key, k.wrapping_add(1)));
+    let a = gauss_fast(hash2(key, k));
+    let b = gauss_fast(hash2(key, k.wrapping_add(1)));
     let s = f * f * (3.0 - 2.0 * f);
     ((1.0 - s) * a + s * b) / ((1.0 - s) * (1.0 - s) + s * s).sqrt()
 }
@@ -130,17 +139,19 @@ mod tests {
     #[test]
     fn uniforms_and_normals_have_the_right_moments() {
         let n = 200_000u64;
-        let (mut su, mut sg, mut sg2) = (0.0, 0.0, 0.0);
-        for i in 0..n {
-            su += unit(hash2(1, i));
-            let g = gauss(hash2(2, i));
-            sg += g;
-            sg2 += g * g;
-        }
         let nf = n as f64;
+        let su: f64 = (0..n).map(|i| unit(hash2(1, i))).sum();
         assert!((su / nf - 0.5).abs() < 0.005);
-        assert!((sg / nf).abs() < 0.01);
-        assert!((sg2 / nf - 1.0).abs() < 0.02);
+        for normal in [gauss, gauss_fast] {
+            let (mut sg, mut sg2) = (0.0, 0.0);
+            for i in 0..n {
+                let g = normal(hash2(2, i));
+                sg += g;
+                sg2 += g * g;
+            }
+            assert!((sg / nf).abs() < 0.01);
+            assert!((sg2 / nf - 1.0).abs() < 0.02);
+        }
     }
 
     #[test]
