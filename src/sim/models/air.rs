@@ -14,9 +14,11 @@
 //!   afternoon) × a city-wide synoptic field (days) × a district field (hours) × **smog
 //!   episodes**: winter temperature inversions (Nov 15 – Mar 5, most likely Dec–Feb) that build
 //!   over a day or two, hold 3–8 days at 2.2–4 × the usual dispersion and clear with a front.
-//!   Almaty's measured winter PM2.5 mean is 94 µg/m³ (Tursumbayeva et al. 2022, AAQR 22:210294),
-//!   with evening peaks near 300 µg/m³ in episodes: the model's heating-season mean lands near it,
-//!   episode days at 3–6 × the daily ПДК of 35 µg/m³;
+//!   Almaty's measured winter PM2.5 mean is 94 µg/m³ (Tursumbayeva et al. 2022, AAQR 22:210294)
+//!   and the press reports evening values of 270–310 µg/m³ in districts during an episode; the
+//!   model gives December–February means of ≈ 65–95 µg/m³ (summer ≈ 12), episode days at
+//!   3–6 × the daily ПДК of 35 µg/m³, hourly values above 375 µg/m³ about 1 % of winter hours.
+//!   Concentrations are capped at 1,000 µg/m³ (PM), where monitors saturate;
 //! - O3 is photochemical: a summer-high background, an afternoon peak near 15:00, titrated by
 //!   traffic NO at rush hours and suppressed under inversions.
 //!
@@ -32,9 +34,10 @@ use super::noise::{gauss, gauss_fast, hash2, hash3, lognormal, smooth, tag, Stre
 use super::traffic::{demand_shape, WEEKDAY_MEAN};
 use super::Value;
 
-/// Almaty monthly mean air temperature (°C), mid-month values: January −4.7 and July 23.8 as in
-/// the climate normals quoted for the city (annual ≈ 10 °C); the other months interpolated from
-/// the same normals, rounded. To verify against Kazhydromet's table before calibrating heat.
+/// Almaty monthly mean air temperature (°C), mid-month values: January −4.7, July 23.8 and the
+/// annual ≈ 10 °C are the city's climate normals as commonly quoted; the other months are an
+/// approximation consistent with them. To verify against Kazhydromet's table before calibrating
+/// heat consumption on it.
 pub const TEMPERATURE_MONTHLY: [f64; 12] = [
     -4.7, -3.0, 3.6, 11.4, 16.4, 21.4, 23.8, 22.8, 17.3, 9.9, 2.4, -2.7,
 ];
