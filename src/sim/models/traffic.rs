@@ -219,20 +219,27 @@ impl Detector {
         self.lanes
     }
 
-    /// The incident drawn for local day `day` (days since 1970-01-01, local), if any: it starts
-    /// between 05:00 and 24:00 local and lasts 20–60 minutes.
+    /// The incident drawn for local day `day` (days since 1970-01-01, local), if any. Crashes
+    /// and breakdowns happen in proportion to traffic (per vehicle-kilometre), so its start is
+    /// drawn from the day's demand profile (rejection sampling, at most 16 tries); it lasts
+    /// 20–60 minutes.
     pub fn incident_of_day(&self, day: i64) -> Option<Incident> {
         let h = hash3(self.key, T_INCIDENT, day as u64);
         if unit(h) >= self.incident_per_day {
             return None;
         }
         let mut s = Stream::new(h);
-        let start_s = 5.0 * 3600.0 + 19.0 * 3600.0 * s.unit();
+        let midnight_ns = day * NS_PER_DAY - UTC_OFFSET_S * NS_PER_S;
+        let mut start_ns = midnight_ns;
+        for _ in 0..16 {
+            start_ns = midnight_ns + (s.unit() * NS_PER_DAY as f64) as i64;
+            if s.unit() < demand_shape(&Local::at(start_ns)) {
+                break;
+            }
+        }
         let duration_s = (20.0 + 40.0 * s.unit()) * 60.0;
         let lane = (s.next_u64() % self.lanes as u64) as u8;
         let capacity_factor = 0.15 + 0.25 * s.unit();
-        let start_ns =
-            day * NS_PER_DAY - UTC_OFFSET_S * NS_PER_S + (start_s * NS_PER_S as f64) as i64;
         Some(Incident {
             start_ns,
             end_ns: start_ns + (duration_s * NS_PER_S as f64) as i64,
@@ -528,6 +535,7 @@ mod tests {
             // Only when the lane carries more than the incident leaves it does it queue.
             if d.expected(mid)[lane].congested {
                 seen += 1;
+                assert!(d.incident_at(mid) == Some(inc));
                 let v = get(during, "speed").expect("a queue still moves");
                 assert!(v < 20.0, "{during:?}");
                 assert!(get(during, "occupancy").unwrap() > 40.0, "{during:?}");
@@ -536,6 +544,6 @@ mod tests {
                 }
             }
         }
-        assert!(seen >= 10, "{seen} congested incidents");
+        assert!(seen >= 30, "{seen} of 40 incidents congested");
     }
 }
