@@ -228,38 +228,10 @@ async fn run(s: &Scenario, messages: u64, publishers: usize) -> Outcome {
     }
 }
 
-/// Quantiles of the lag observed between two scrapes (bucket counts subtracted).
+/// The lag p50 and p99 observed between two scrapes.
 fn lag_delta(before: &[prom::Sample], after: &[prom::Sample]) -> (Option<f64>, Option<f64>) {
-    let buckets = |samples: &[prom::Sample]| -> Vec<(f64, f64)> {
-        let mut b: Vec<(f64, f64)> = samples
-            .iter()
-            .filter(|s| s.name == "qala_ingest_lag_seconds_bucket")
-            .filter_map(|s| {
-                let le = match s.label("le")? {
-                    "+Inf" => f64::INFINITY,
-                    t => t.parse().ok()?,
-                };
-                Some((le, s.value))
-            })
-            .collect();
-        b.sort_by(|x, y| x.0.total_cmp(&y.0));
-        b
-    };
-    let a = buckets(after);
-    let b = buckets(before);
-    let diff: Vec<(f64, f64)> = a
-        .iter()
-        .map(|(le, n)| {
-            (
-                *le,
-                n - b.iter().find(|(l, _)| l == le).map(|x| x.1).unwrap_or(0.0),
-            )
-        })
-        .collect();
-    (
-        prom::quantile_of_buckets(&diff, 0.5),
-        prom::quantile_of_buckets(&diff, 0.99),
-    )
+    let q = |q| prom::histogram_quantile_between(before, after, "qala_ingest_lag_seconds", q);
+    (q(0.5), q(0.99))
 }
 
 const SENSORS_PER_PUBLISHER: usize = 50;

@@ -50,7 +50,7 @@ pub struct Audit {
     /// Gaps in devices' sequence numbers among what was stored (a lost reading in the middle).
     pub sequence_gaps: u64,
     pub malformed_sent: u64,
-    /// Dead letters of this city's topics (SQLite only).
+    /// Dead letters of this city's topics received since the run started (SQLite only).
     pub dead_lettered: Option<u64>,
     pub duplicates_sent: u64,
     /// Values in those duplicates: what the gateway's repeat counter should grow by.
@@ -67,7 +67,8 @@ pub struct Audit {
 }
 
 /// Waits (up to a minute) for the store to hold every expected reading, then compares.
-pub async fn verify(city: &City, target: &AuditTarget) -> Audit {
+/// `since_ns`: when the run started (wall clock): dead letters before it belong to other runs.
+pub async fn verify(city: &City, target: &AuditTarget, since_ns: i64) -> Audit {
     let index: HashMap<&str, u32> = city
         .sensor_ids
         .iter()
@@ -94,7 +95,7 @@ pub async fn verify(city: &City, target: &AuditTarget) -> Audit {
         let found = match target {
             AuditTarget::Sqlite { path, .. } => {
                 audit.store = format!("sqlite {}", path.display());
-                read_sqlite(path.clone(), city.scenario.city.clone()).await
+                read_sqlite(path.clone(), city.scenario.city.clone(), since_ns).await
             }
             AuditTarget::Victoria { url, .. } => {
                 audit.store = format!("victoriametrics {url}");
@@ -188,7 +189,7 @@ fn compare(
     }
 }
 
-async fn read_sqlite(path: PathBuf, city: String) -> Result<Found, String> {
+async fn read_sqlite(path: PathBuf, city: String, since_ns: i64) -> Result<Found, String> {
     tokio::task::spawn_blocking(move || {
         let conn = rusqlite::Connection::open_with_flags(
             &path,
@@ -215,8 +216,9 @@ async fn read_sqlite(path: PathBuf, city: String) -> Result<Found, String> {
         }
         let dead: i64 = conn
             .query_row(
-                "SELECT count(*) FROM dead_letters WHERE topic LIKE 'city/' || ?1 || '/%'",
-                [&city],
+                "SELECT count(*) FROM dead_letters
+                 WHERE topic LIKE 'city/' || ?1 || '/%' AND received_ns >= ?2",
+                rusqlite::params![&city, since_ns],
                 |r| r.get(0),
             )
             .map_err(|e| e.to_string())?;
@@ -285,22 +287,9 @@ async fn read_gateway(url: &str, a: &mut Audit) -> Result<(), String> {
         .map_err(|e| format!("gateway /metrics: {e}"))?;
     let samples = prom::parse(&text);
     a.gateway_duplicate_values = Some(prom::sum(&samples, "qala_readings_duplicate_total", &[]));
-    // A histogram: quantiles from its cumulative buckets.
-    let mut buckets: Vec<(f64, f64)> = samples
-        .iter()
-        .filter(|s| s.name == "qala_ingest_lag_seconds_bucket")
-        .filter_map(|s| {
-            let le = match s.label("le")? {
-                "+Inf" => f64::INFINITY,
-                t => t.parse().ok()?,
-            };
-            Some((le, s.value))
-        })
-        .collect();
-    buckets.sort_by(|x, y| x.0.total_cmp(&y.0));
-    a.lag_p50_s = prom::quantile_of_buckets(&buckets, 0.5);
-    a.lag_p95_s = prom::quantile_of_buckets(&buckets, 0.95);
-    a.lag_p99_s = prom::quantile_of_buckets(&buckets, 0.99);
+    a.lag_p50_s = prom::histogram_quantile(&samples, "qala_ingest_lag_seconds", 0.5);
+    a.lag_p95_s = prom::histogram_quantile(&samples, "qala_ingest_lag_seconds", 0.95);
+    a.lag_p99_s = prom::histogram_quantile(&samples, "qala_ingest_lag_seconds", 0.99);
     Ok(())
 }
 

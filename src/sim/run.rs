@@ -106,9 +106,14 @@ fn fmt_time(ns: i64) -> String {
 pub async fn simulate(scenario: Scenario, opts: SimulateOptions) -> Result<Report, PublishError> {
     let wall_start = Instant::now();
     let now_ns = crate::ingest::mqtt::now_ns();
-    let start_ns = match opts.clock {
-        Clock::Live { .. } => now_ns,
-        Clock::Backfill { from_ns, .. } => from_ns,
+    // An accelerated run must not report from the future (the gateway refuses device times
+    // past its skew): it starts far enough back to end now.
+    let start_ns = match (opts.clock, opts.duration) {
+        (Clock::Live { speed }, Some(d)) if speed > 1.0 => {
+            now_ns - ((speed - 1.0) * d.as_secs_f64() * 1e9) as i64
+        }
+        (Clock::Live { .. }, _) => now_ns,
+        (Clock::Backfill { from_ns, .. }, _) => from_ns,
     };
     let name = scenario.name.clone();
     let city_name = scenario.city.clone();
@@ -140,10 +145,11 @@ pub async fn simulate(scenario: Scenario, opts: SimulateOptions) -> Result<Repor
             Clock::Live { speed } => {
                 let elapsed = wall_start.elapsed();
                 let over = opts.duration.is_some_and(|d| elapsed >= d);
-                (
-                    start_ns + (elapsed.as_secs_f64() * speed * 1e9) as i64,
-                    over,
-                )
+                // Never past the present: without a duration an accelerated run catches up
+                // with the wall clock and goes on in real time.
+                let wall_now = crate::ingest::mqtt::now_ns();
+                let sim = start_ns + (elapsed.as_secs_f64() * speed * 1e9) as i64;
+                (sim.min(wall_now), over)
             }
             Clock::Backfill { to_ns, .. } => {
                 let next = city.next_due().unwrap_or(to_ns);
@@ -245,7 +251,7 @@ pub async fn simulate(scenario: Scenario, opts: SimulateOptions) -> Result<Repor
         audit: None,
     };
     if let Some(target) = &opts.verify {
-        report.audit = Some(audit::verify(&city, target).await);
+        report.audit = Some(audit::verify(&city, target, now_ns).await);
     }
     Ok(report)
 }

@@ -98,6 +98,11 @@ pub fn sum(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
 /// The q-quantile (0–1) of histogram `name` (its `_bucket` series), interpolated linearly within
 /// the bucket like PromQL. None when the histogram is empty or absent.
 pub fn histogram_quantile(samples: &[Sample], name: &str, q: f64) -> Option<f64> {
+    quantile_of_buckets(&histogram_buckets(samples, name), q)
+}
+
+/// The cumulative buckets of histogram `name`: (upper bound, count), sorted by bound.
+pub fn histogram_buckets(samples: &[Sample], name: &str) -> Vec<(f64, f64)> {
     let bucket_name = format!("{name}_bucket");
     let mut buckets: Vec<(f64, f64)> = samples
         .iter()
@@ -111,7 +116,26 @@ pub fn histogram_quantile(samples: &[Sample], name: &str, q: f64) -> Option<f64>
         })
         .collect();
     buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-    quantile_of_buckets(&buckets, q)
+    buckets
+}
+
+/// Quantile `q` of what histogram `name` observed between two scrapes (bucket counts
+/// subtracted).
+pub fn histogram_quantile_between(
+    before: &[Sample],
+    after: &[Sample],
+    name: &str,
+    q: f64,
+) -> Option<f64> {
+    let b = histogram_buckets(before, name);
+    let diff: Vec<(f64, f64)> = histogram_buckets(after, name)
+        .into_iter()
+        .map(|(le, n)| {
+            let earlier = b.iter().find(|(l, _)| *l == le).map_or(0.0, |x| x.1);
+            (le, n - earlier)
+        })
+        .collect();
+    quantile_of_buckets(&diff, q)
 }
 
 /// `buckets`: (upper bound, cumulative count), sorted by bound, the last usually +Inf.
