@@ -195,7 +195,9 @@ impl City {
                         sensor_meta.push((d, f.kind));
                     }
                     let format = match f.format {
-                        PayloadFormat::Mixed if mix(seed, id).is_multiple_of(2) => PayloadFormat::Senml,
+                        PayloadFormat::Mixed if mix(seed, id).is_multiple_of(2) => {
+                            PayloadFormat::Senml
+                        }
                         PayloadFormat::Mixed => PayloadFormat::Json,
                         other => other,
                     };
