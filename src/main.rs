@@ -70,7 +70,8 @@ struct SimulateArgs {
     /// The broker the gateway subscribes to.
     #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
     broker: String,
-    /// How long to run (wall time), for real-time and accelerated runs. Default: until Ctrl-C.
+    /// How long to run (wall time), for real-time and accelerated runs. Default: until Ctrl-C
+    /// (which ends the run the same way: held messages go out, then the report).
     #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
     /// Sim time runs this many times faster than the wall clock (60: an hour per minute).

@@ -225,3 +225,36 @@ fn a_live_run_through_reconnect_storms_late_skewed_and_offline_devices_loses_not
         "a storm is a clean reconnect, not an error"
     );
 }
+
+#[test]
+fn ctrl_c_ends_a_run_without_duration_with_its_report() {
+    let mosq = Mosquitto::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let scenario = dir.path().join("scenario.toml");
+    std::fs::write(
+        &scenario,
+        STORMY.replace("reconnect_storm_every = \"1s\"", ""),
+    )
+    .expect("scenario");
+    let child = Command::new(qala_bin())
+        .args(["simulate", "--scenario"])
+        .arg(&scenario)
+        .args(["--broker", &format!("mqtt://127.0.0.1:{}", mosq.port)])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("qala simulate starts");
+    std::thread::sleep(Duration::from_secs(3));
+    // SAFETY: kill(2) on our own child's pid.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    assert_eq!(rc, 0, "SIGINT sent");
+    let out = child.wait_with_output().expect("qala simulate exits");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Qala simulate: storm-test"), "{stdout}");
+    assert!(stdout.contains("acked by the broker"), "{stdout}");
+}

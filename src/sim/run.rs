@@ -138,6 +138,16 @@ pub async fn simulate(scenario: Scenario, opts: SimulateOptions) -> Result<Repor
     let mut last_storm = Instant::now();
     let mut last_draw = Instant::now();
     let mut sim_now = start_ns;
+    // Ctrl-C ends the run the way --duration does: what is held goes out, then the report.
+    let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let signal = {
+        let flag = interrupted.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                flag.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        })
+    };
     let step_ns: i64 = 100_000_000; // sim time advances in steps of 100 ms at most per send round
     loop {
         // Where sim time stands now, and whether the run is over.
@@ -156,7 +166,7 @@ pub async fn simulate(scenario: Scenario, opts: SimulateOptions) -> Result<Repor
                 (next.max(sim_now + step_ns).min(to_ns), sim_now >= to_ns)
             }
         };
-        if done {
+        if done || interrupted.load(std::sync::atomic::Ordering::Relaxed) {
             break;
         }
         out.clear();
@@ -207,6 +217,7 @@ pub async fn simulate(scenario: Scenario, opts: SimulateOptions) -> Result<Repor
             tokio::time::sleep(Duration::from_nanos(wait_ns as u64)).await;
         }
     }
+    signal.abort();
     // What faults held back goes out now: late messages, offline backlogs, swapped pairs.
     out.clear();
     city.flush(&mut out);
