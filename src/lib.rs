@@ -12,6 +12,7 @@ pub mod config;
 pub mod decode;
 pub mod demo;
 pub mod gateway;
+pub mod indicators;
 pub mod ingest;
 pub mod model;
 pub mod normalize;

@@ -1,0 +1,5 @@
+//! Indicators of the national standard (DOMAIN.md §1–§5), computed from the stream as a side
+//! branch of the data path. The maths is pure functions over numbers and windows, each table a
+//! piece of data naming its source; the engine that feeds them windows comes on top.
+
+pub mod aqi;
