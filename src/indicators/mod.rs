@@ -3,3 +3,5 @@
 //! piece of data naming its source; the engine that feeds them windows comes on top.
 
 pub mod aqi;
+pub mod eaqi;
+pub mod kz;
