@@ -5,3 +5,5 @@
 pub mod aqi;
 pub mod eaqi;
 pub mod kz;
+pub mod traffic;
+pub mod utilities;
