@@ -128,7 +128,6 @@ fn main() {
                         duration: Some(Duration::from_secs_f64(seconds)),
                         rate: Some(rate),
                         qos: Some(1),
-                        json_report: false,
                         verify: Some(AuditTarget::Sqlite {
                             path: cfg.sqlite_path(),
                             gateway: None,

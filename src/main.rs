@@ -255,7 +255,6 @@ fn simulate(a: SimulateArgs, log_format: LogFormat) -> anyhow::Result<()> {
         duration: a.duration,
         rate: a.rate,
         qos: a.qos,
-        json_report: json,
         verify,
         progress: !json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };

@@ -7,7 +7,7 @@
 //! (`seq` in the record), and a gap in what was stored is a lost reading.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::BinaryHeap;
 use std::fmt::Write;
 
 use rand::rngs::SmallRng;
@@ -39,8 +39,6 @@ pub struct Message {
     pub connection: usize,
     pub kind: Kind,
     pub fate: Fate,
-    /// The sim time it was due (ns), before faults moved it.
-    pub due_ns: i64,
     /// Values in the message (for the report: values per second).
     pub values: usize,
 }
@@ -99,8 +97,6 @@ pub struct City {
     devices: Vec<Device>,
     /// Sensor ids, as they appear in topics.
     pub sensor_ids: Vec<String>,
-    /// (city, district, kind) of each sensor id.
-    sensor_meta: Vec<(usize, Kind)>,
     queue: BinaryHeap<Reverse<(i64, u32)>>,
     /// Consumer increments since the input meter's last report, per (district, kind).
     accrued: Vec<[f64; 6]>,
@@ -135,7 +131,6 @@ impl City {
         let mut rng = SmallRng::seed_from_u64(mix(seed, 0x5EED));
         let mut devices = Vec::new();
         let mut sensor_ids = Vec::new();
-        let mut sensor_meta = Vec::new();
         let faults = scenario.faults.clone();
         let pct = |rng: &mut SmallRng, p: f64| p > 0.0 && rng.random_range(0.0..100.0) < p;
         let mut next_id: u64 = 0;
@@ -188,11 +183,9 @@ impl City {
                     if f.kind == Kind::Traffic {
                         for l in 1..=lanes {
                             sensor_ids.push(format!("{short}-l{l}"));
-                            sensor_meta.push((d, f.kind));
                         }
                     } else {
                         sensor_ids.push(short);
-                        sensor_meta.push((d, f.kind));
                     }
                     let format = match f.format {
                         PayloadFormat::Mixed if mix(seed, id).is_multiple_of(2) => {
@@ -252,7 +245,6 @@ impl City {
             scenario,
             devices,
             sensor_ids,
-            sensor_meta,
             queue,
             accrued: vec![[0.0; 6]; districts],
             rng,
@@ -264,12 +256,6 @@ impl City {
             counts: Default::default(),
             connections,
         }
-    }
-
-    /// Sensor ids with their district name and kind.
-    pub fn sensor(&self, i: u32) -> (&str, &str, Kind) {
-        let (d, k) = self.sensor_meta[i as usize];
-        (&self.sensor_ids[i as usize], &self.scenario.districts[d], k)
     }
 
     /// Sim time of the next message (None: nothing left, which never happens: sensors report
@@ -407,7 +393,6 @@ impl City {
                 connection,
                 kind,
                 fate,
-                due_ns: t,
                 values: values.len(),
             };
             let duplicate = !malformed && roll(&mut self.rng, faults.duplicates);
@@ -553,6 +538,3 @@ fn malformed_payload(n: u32, time_ms: i64) -> String {
         _ => format!(r#"{{"ts":{time_ms},"#),
     }
 }
-
-/// The messages a connection will send, in order, with nothing else.
-pub type Outbox = VecDeque<Message>;

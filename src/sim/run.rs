@@ -34,7 +34,6 @@ pub struct SimulateOptions {
     pub rate: Option<f64>,
     /// Overrides every fleet's QoS.
     pub qos: Option<u8>,
-    pub json_report: bool,
     pub verify: Option<AuditTarget>,
     pub progress: bool,
 }

@@ -100,10 +100,6 @@ pub struct SinkProgress {
 }
 
 impl SinkProgress {
-    pub fn new(name: &'static str) -> Arc<Self> {
-        SinkProgress::starting_at(name, 0)
-    }
-
     /// A sink that has committed everything up to `seq` (its spool cursor).
     pub fn starting_at(name: &'static str, seq: u64) -> Arc<Self> {
         Arc::new(SinkProgress {

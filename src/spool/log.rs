@@ -114,8 +114,8 @@ enum ReadError {
     Io(io::Error),
 }
 
-/// Reads the record at the reader's position; `payload` false skips the payload bytes (but
-/// still checks the checksum, which needs them: they are read into `scratch`).
+/// Reads the record at the reader's position: its payload into `scratch` (checksum verified);
+/// returns its seq and write time.
 fn read_record<R: Read>(r: &mut R, scratch: &mut Vec<u8>) -> Result<(u64, i64), ReadError> {
     let mut head = [0u8; HEADER];
     let mut got = 0;
