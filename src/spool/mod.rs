@@ -149,6 +149,8 @@ impl Spool {
             state: state_tx,
             buf: Vec::with_capacity(1 << 20),
             rt,
+            commit_seconds: metrics::histogram!("qala_spool_commit_seconds"),
+            lag: metrics::histogram!("qala_ingest_lag_seconds"),
         };
         let task = async move {
             match tokio::task::spawn_blocking(move || writer.run()).await {
@@ -177,6 +179,9 @@ struct Writer {
     state: watch::Sender<SpoolState>,
     buf: Vec<u8>,
     rt: tokio::runtime::Handle,
+    commit_seconds: metrics::Histogram,
+    /// Sensor time → durable.
+    lag: metrics::Histogram,
 }
 
 /// Appended, waiting for the commit.
@@ -191,8 +196,6 @@ struct Group {
 impl Writer {
     fn run(mut self) {
         let bytes_gauge = metrics::gauge!("qala_spool_bytes");
-        let commit_seconds = metrics::histogram!("qala_spool_commit_seconds");
-        let lag = metrics::histogram!("qala_ingest_lag_seconds");
         bytes_gauge.set(self.log.bytes() as f64);
         loop {
             let Some(first) = self.next_item(true) else {
@@ -213,29 +216,9 @@ impl Writer {
                     item = self.next_item_within(left);
                 }
             }
-            let t = Instant::now();
-            let committed = match self.log.commit() {
-                Ok(c) => c,
-                Err(e) => {
-                    self.fail(&e);
-                    return;
-                }
-            };
-            commit_seconds.record(t.elapsed().as_secs_f64());
-            let now = now_ns();
-            for time in group.times.drain(..) {
-                lag.record((now - time) as f64 / 1.0e9);
-            }
-            self.state.send_modify(|s| s.committed = committed);
-            for (reply, seq) in group.replies {
-                let _ = reply.send(seq);
-            }
-            if let Some(acks) = &self.acks {
-                for a in group.acks {
-                    if !a.is_empty() && acks.blocking_send(a).is_err() {
-                        tracing::error!("the acker has stopped; committed messages stay unacked and will be redelivered (stored once: writes are idempotent)");
-                    }
-                }
+            if let Err(e) = self.commit_group(&mut group) {
+                self.fail(&e);
+                return;
             }
             if let Err(e) = self.reclaim(false) {
                 self.fail(&e);
@@ -244,6 +227,30 @@ impl Writer {
             bytes_gauge.set(self.log.bytes() as f64);
         }
         tracing::debug!(committed = self.log.committed(), "spool writer finished");
+    }
+
+    /// Makes what is appended durable with one fsync, then tells everyone, in this order: the
+    /// readers (the new committed seq), the sinks waiting on refused points, the acker.
+    fn commit_group(&mut self, group: &mut Group) -> io::Result<()> {
+        let t = Instant::now();
+        let committed = self.log.commit()?;
+        self.commit_seconds.record(t.elapsed().as_secs_f64());
+        let now = now_ns();
+        for time in group.times.drain(..) {
+            self.lag.record((now - time) as f64 / 1.0e9);
+        }
+        self.state.send_modify(|s| s.committed = committed);
+        for (reply, seq) in group.replies.drain(..) {
+            let _ = reply.send(seq);
+        }
+        if let Some(acks) = &self.acks {
+            for a in group.acks.drain(..) {
+                if !a.is_empty() && acks.blocking_send(a).is_err() {
+                    tracing::error!("the acker has stopped; committed messages stay unacked and will be redelivered (stored once: writes are idempotent)");
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The spool cannot be written: stop taking batches (the pipeline backs up, the broker
@@ -367,25 +374,12 @@ impl Writer {
                     "spool full: ingestion paused until the sinks catch up (the broker holds the messages)"
                 );
                 // Make what is appended durable and visible now, not after the wait.
-                let committed = self.log.commit()?;
-                self.state.send_modify(|s| s.committed = committed);
-                for (reply, seq) in group.replies.drain(..) {
-                    let _ = reply.send(seq);
-                }
-                if let Some(acks) = &self.acks {
-                    for a in group.acks.drain(..) {
-                        let _ = acks.blocking_send(a);
-                    }
-                }
+                self.commit_group(group)?;
             }
             // Refused points from a sink must not wait behind ingest: take them meanwhile.
-            if let Ok((b, reply)) = self.refused.try_recv() {
-                self.buf.clear();
-                codec::encode(&b, &mut self.buf);
-                let seq = self.log.append(now_ns(), &self.buf)?;
-                let committed = self.log.commit()?;
-                self.state.send_modify(|s| s.committed = committed);
-                let _ = reply.send(seq);
+            if let Ok(r) = self.refused.try_recv() {
+                self.append(Item::Refused(r), group)?;
+                self.commit_group(group)?;
                 continue;
             }
             std::thread::sleep(Duration::from_millis(5));
