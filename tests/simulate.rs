@@ -48,6 +48,50 @@ duplicates = 2
 sensors_per_connection = 10
 "#;
 
+/// A `qala simulate --report json --verify` run's report.
+struct Report {
+    json: serde_json::Value,
+    text: String,
+}
+
+impl Report {
+    fn number(&self, path: &str) -> f64 {
+        self.json
+            .pointer(path)
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or_else(|| panic!("{path} missing in {}", self.text))
+    }
+}
+
+/// Runs `qala simulate` with `extra` options against Mosquitto on `port`, verifying in the
+/// gateway's SQLite; panics unless it exits 0 with a JSON report.
+fn simulate_verified(
+    scenario: &std::path::Path,
+    port: u16,
+    cfg: &QalaConfig<'_>,
+    gw: &Gateway,
+    extra: &[&str],
+) -> Report {
+    let out = Command::new(qala_bin())
+        .args(["simulate", "--scenario"])
+        .arg(scenario)
+        .args(["--broker", &format!("mqtt://127.0.0.1:{port}")])
+        .args(extra)
+        .args(["--report", "json", "--verify", "--verify-sqlite"])
+        .arg(cfg.sqlite_path())
+        .args(["--gateway", &gw.url()])
+        .output()
+        .expect("qala simulate runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "qala simulate failed: {stderr}\n{text}"
+    );
+    let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    Report { json, text }
+}
+
 #[test]
 fn a_backfill_with_malformed_and_duplicated_messages_is_audited_exactly() {
     let mosq = Mosquitto::start_with(MosquittoOptions {
@@ -64,34 +108,19 @@ fn a_backfill_with_malformed_and_duplicated_messages_is_audited_exactly() {
     let scenario = dir.path().join("scenario.toml");
     std::fs::write(&scenario, SCENARIO).expect("scenario");
 
-    let out = Command::new(qala_bin())
-        .args(["simulate", "--scenario"])
-        .arg(&scenario)
-        .args(["--broker", &format!("mqtt://127.0.0.1:{}", mosq.port)])
-        .args([
+    let report = simulate_verified(
+        &scenario,
+        mosq.port,
+        &cfg,
+        &gw,
+        &[
             "--from",
             "2026-11-20T00:00:00+05:00",
             "--to",
             "2026-11-20T06:00:00+05:00",
-        ])
-        .args(["--report", "json", "--verify", "--verify-sqlite"])
-        .arg(cfg.sqlite_path())
-        .args(["--gateway", &gw.url()])
-        .output()
-        .expect("qala simulate runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "qala simulate failed: {stderr}\n{stdout}"
+        ],
     );
-    let r: serde_json::Value =
-        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
-    let n = |path: &str| {
-        r.pointer(path)
-            .and_then(serde_json::Value::as_f64)
-            .unwrap_or_else(|| panic!("{path} missing in {stdout}"))
-    };
+    let n = |path: &str| report.number(path);
     println!(
         "sent {} messages ({} readings, {} malformed, {} duplicates); audit: stored {}, lost {}, dead-lettered {}, gateway repeats {}",
         n("/total/messages"), n("/total/readings"), n("/total/malformed"), n("/total/duplicates"),
@@ -125,7 +154,13 @@ fn a_backfill_with_malformed_and_duplicated_messages_is_audited_exactly() {
         n("/total/duplicate_values"),
         "every duplicate's values dropped as repeats, nothing else"
     );
-    assert!(r.pointer("/all_acked").and_then(serde_json::Value::as_bool) == Some(true));
+    assert_eq!(
+        report
+            .json
+            .pointer("/all_acked")
+            .and_then(serde_json::Value::as_bool),
+        Some(true)
+    );
 }
 
 const STORMY: &str = r#"
@@ -175,46 +210,20 @@ fn a_live_run_through_reconnect_storms_late_skewed_and_offline_devices_loses_not
     let scenario = dir.path().join("scenario.toml");
     std::fs::write(&scenario, STORMY).expect("scenario");
 
-    let out = Command::new(qala_bin())
-        .args(["simulate", "--scenario"])
-        .arg(&scenario)
-        .args(["--broker", &format!("mqtt://127.0.0.1:{}", mosq.port)])
-        .args([
-            "--duration",
-            "5s",
-            "--report",
-            "json",
-            "--verify",
-            "--verify-sqlite",
-        ])
-        .arg(cfg.sqlite_path())
-        .args(["--gateway", &gw.url()])
-        .output()
-        .expect("qala simulate runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "qala simulate failed: {stderr}\n{stdout}"
-    );
-    let r: serde_json::Value =
-        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
-    let n = |path: &str| {
-        r.pointer(path)
-            .and_then(serde_json::Value::as_f64)
-            .unwrap_or_else(|| panic!("{path} missing in {stdout}"))
-    };
+    let report = simulate_verified(&scenario, mosq.port, &cfg, &gw, &["--duration", "5s"]);
+    let n = |path: &str| report.number(path);
     println!(
         "{} messages, {} storms, {} out of order, {} late, {} from offline backlogs; stored {}, lost {}",
         n("/total/messages"), n("/storms"), n("/total/out_of_order"), n("/total/late"),
         n("/total/backlog"), n("/audit/stored"), n("/audit/lost")
     );
     // 66 devices (60 meters, 6 lanes) once a second for about 5 s.
-    assert!(n("/total/messages") >= 250.0, "{stdout}");
-    assert!(n("/storms") >= 3.0, "reconnect storms: {stdout}");
+    assert!(n("/total/messages") >= 250.0, "{}", report.text);
+    assert!(n("/storms") >= 3.0, "reconnect storms: {}", report.text);
     assert!(
         n("/total/out_of_order") > 0.0 && n("/total/late") > 0.0 && n("/total/backlog") > 0.0,
-        "{stdout}"
+        "{}",
+        report.text
     );
     assert_eq!(n("/audit/lost"), 0.0);
     assert_eq!(n("/audit/stored"), n("/total/readings"));

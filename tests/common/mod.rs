@@ -622,21 +622,12 @@ pub fn mosquitto_pub(port: u16, topic: &str, payload: &[u8], qos: u8) {
     );
 }
 
-/// Publishes each line as one message with `mosquitto_pub -l`. Works around the Mosquitto
-/// 2.0.11 trap where `mosquitto_pub -q 1 -l` loses messages when its stdin ends early (the
-/// broker disconnects it at EOF while messages are still in flight, and it still exits 0): after
-/// writing all lines, stdin stays open until `keep_open_until()` returns true (e.g. "the
-/// subscriber has everything") or `timeout` passes; then stdin is closed and the exit status
-/// must be 0. Lines must not contain '\n'.
-pub fn mosquitto_pub_lines(
+/// `mosquitto_pub -l` to `topic`, with its stdin (one message per line) and its stderr collector.
+fn spawn_pub_lines(
     port: u16,
     topic: &str,
-    lines: &[String],
     qos: u8,
-    mut keep_open_until: impl FnMut() -> bool,
-    timeout: Duration,
-) {
-    let start = Instant::now();
+) -> (Child, std::process::ChildStdin, JoinHandle<String>) {
     let binary = find_binary("mosquitto_pub");
     let mut child = Command::new(&binary)
         .args([
@@ -655,6 +646,25 @@ pub fn mosquitto_pub_lines(
         .unwrap_or_else(|e| panic!("spawning mosquitto_pub -l: {e}"));
     let stderr = collect_stderr(child.stderr.take().expect("mosquitto_pub stderr is piped"));
     let stdin = child.stdin.take().expect("mosquitto_pub stdin is piped");
+    (child, stdin, stderr)
+}
+
+/// Publishes each line as one message with `mosquitto_pub -l`. Works around the Mosquitto
+/// 2.0.11 trap where `mosquitto_pub -q 1 -l` loses messages when its stdin ends early (the
+/// broker disconnects it at EOF while messages are still in flight, and it still exits 0): after
+/// writing all lines, stdin stays open until `keep_open_until()` returns true (e.g. "the
+/// subscriber has everything") or `timeout` passes; then stdin is closed and the exit status
+/// must be 0. Lines must not contain '\n'.
+pub fn mosquitto_pub_lines(
+    port: u16,
+    topic: &str,
+    lines: &[String],
+    qos: u8,
+    mut keep_open_until: impl FnMut() -> bool,
+    timeout: Duration,
+) {
+    let start = Instant::now();
+    let (mut child, stdin, stderr) = spawn_pub_lines(port, topic, qos);
     let mut writer = std::io::BufWriter::with_capacity(1 << 16, stdin);
     let mut write_result = Ok(());
     for line in lines {
@@ -721,24 +731,7 @@ impl PacedPublisher {
     pub fn start(port: u16, topic: &str, lines: Vec<String>, qos: u8, rate: u32) -> PacedPublisher {
         let sent = Arc::new(AtomicU64::new(0));
         let done = Arc::new(AtomicBool::new(false));
-        let binary = find_binary("mosquitto_pub");
-        let mut child = Command::new(&binary)
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-q",
-                &qos.to_string(),
-            ])
-            .args(["-t", topic, "-l"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning mosquitto_pub -l: {e}"));
-        let stderr = collect_stderr(child.stderr.take().expect("mosquitto_pub stderr is piped"));
-        let stdin = child.stdin.take().expect("mosquitto_pub stdin is piped");
+        let (mut child, stdin, stderr) = spawn_pub_lines(port, topic, qos);
         let (sent2, done2) = (sent.clone(), done.clone());
         let thread = thread::spawn(move || {
             let mut writer = std::io::BufWriter::with_capacity(1 << 16, stdin);
