@@ -17,6 +17,7 @@ pub mod ingest;
 pub mod model;
 pub mod normalize;
 pub mod pipeline;
+pub mod registry;
 pub mod sim;
 pub mod sink;
 pub mod spool;

@@ -7,3 +7,6 @@ pub mod eaqi;
 pub mod kz;
 pub mod traffic;
 pub mod utilities;
+pub mod value;
+
+pub use value::{Completeness, Detail, IndicatorValue, Scope};
