@@ -3,10 +3,14 @@
 //! piece of data naming its source; the engine that feeds them windows comes on top.
 
 pub mod aqi;
+pub mod catalog;
 pub mod eaqi;
+pub mod engine;
+pub mod evaluate;
 pub mod kz;
 pub mod traffic;
 pub mod utilities;
 pub mod value;
+pub mod window;
 
 pub use value::{Completeness, Detail, IndicatorValue, Scope};

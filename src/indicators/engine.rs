@@ -1,0 +1,1220 @@
+//! The indicator engine: event-time windows per sensor, district and city. Readings fold into
+//! hourly buckets ([`window`]); a watermark per city (the newest device time seen, less a delay,
+//! moved on by the wall clock when the city falls silent) closes hours and local days, whose
+//! values are evaluated ([`evaluate`]) and emitted. Late data within the allowed lateness updates
+//! its window and the window is emitted again; beyond it, the reading is counted and left out.
+//! No I/O here: readings in, [`IndicatorValue`]s out.
+//!
+//! [`window`]: crate::indicators::window
+//! [`evaluate`]: crate::indicators::evaluate
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::indicators::catalog::{Catalog, Function, IndicatorDef, Window};
+use crate::indicators::evaluate::{self, Ctx, Out, Span};
+use crate::indicators::value::{Completeness, Detail, IndicatorValue, Scope};
+use crate::indicators::window::{hour_of, Input, SensorState, DAY_NS, HOUR_NS};
+use crate::model::{Kind, Reading, Sphere};
+use crate::registry::{Registry, Role, SensorInfo};
+
+/// How the engine keeps time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EngineSettings {
+    /// The cities' offset from UTC in whole hours (Kazakhstan: +5 since 1 March 2024); local
+    /// days run midnight to midnight in it.
+    pub utc_offset_hours: i64,
+    /// The watermark trails the newest device time by this much.
+    pub watermark_delay: Duration,
+    /// Data this far behind the watermark still updates its window (which is emitted again).
+    pub allowed_lateness: Duration,
+    /// A city silent this long (wall clock) has its watermark moved on by the wall clock.
+    pub idle_timeout: Duration,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            utc_offset_hours: 5,
+            watermark_delay: Duration::from_secs(120),
+            allowed_lateness: Duration::from_secs(3600),
+            idle_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// A city's clock: its watermark and what has been emitted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CityClock {
+    max_event_ns: i64,
+    min_hour: i64,
+    watermark_ns: i64,
+    /// Wall time of the newest arrival (ns).
+    last_arrival_wall_ns: i64,
+    /// Event time at the newest arrival (the idle clock's base).
+    /// Hours below this are emitted.
+    hours_done: Option<i64>,
+    /// Local days below this are emitted.
+    days_done: Option<i64>,
+}
+
+/// The engine's state that a restart needs (see [`Engine::snapshot`]).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Snapshot {
+    sensors: Vec<SensorState>,
+    cities: BTreeMap<String, CityClock>,
+    late: u64,
+}
+
+/// Counters the engine keeps (exported as metrics by its task).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct EngineCounts {
+    /// Readings beyond the allowed lateness, left out of every window.
+    pub late_readings: u64,
+    /// Windows emitted again after late data.
+    pub reemitted_windows: u64,
+}
+
+/// The engine.
+pub struct Engine {
+    catalog: Arc<Catalog>,
+    settings: EngineSettings,
+    registry: Arc<Registry>,
+    /// (kind, metric) tracked per bucket; the metric's ПДК м.р. in µg/m³ where it has one.
+    slots: Vec<(Kind, String)>,
+    one_off: Vec<Option<f64>>,
+    sensors: Vec<SensorState>,
+    index: HashMap<String, usize>,
+    cities: BTreeMap<String, CityClock>,
+    dirty_hours: BTreeSet<(String, i64)>,
+    dirty_days: BTreeSet<(String, i64)>,
+    night_hours: [u8; 2],
+    counts: EngineCounts,
+    inputs: Vec<Input>,
+}
+
+impl Engine {
+    pub fn new(catalog: Arc<Catalog>, settings: EngineSettings, registry: Arc<Registry>) -> Engine {
+        let mut slots = Vec::new();
+        for d in &catalog.indicators {
+            for k in &d.inputs.kinds {
+                for m in &d.inputs.metrics {
+                    let known = crate::normalize::catalog::metrics_of(*k)
+                        .iter()
+                        .any(|def| def.name == m);
+                    let register = matches!(k, Kind::Water | Kind::Heat | Kind::Power | Kind::Gas)
+                        && (m == evaluate::register_metric(*k) || m == "leak_alarm");
+                    let traffic = *k == Kind::Traffic;
+                    if known && !register && !traffic && !slots.contains(&(*k, m.clone())) {
+                        slots.push((*k, m.clone()));
+                    }
+                }
+            }
+        }
+        slots.truncate(255);
+        let one_off = slots
+            .iter()
+            .map(|(k, m)| {
+                (*k == Kind::Air)
+                    .then(|| catalog.pdk(m).map(|p| p.one_off * 1000.0))
+                    .flatten()
+            })
+            .collect();
+        let night_hours = catalog
+            .indicators
+            .iter()
+            .find_map(|d| d.params.night_hours)
+            .unwrap_or([0, 5]);
+        Engine {
+            catalog,
+            settings,
+            registry,
+            slots,
+            one_off,
+            sensors: Vec::new(),
+            index: HashMap::new(),
+            cities: BTreeMap::new(),
+            dirty_hours: BTreeSet::new(),
+            dirty_days: BTreeSet::new(),
+            night_hours,
+            counts: EngineCounts::default(),
+            inputs: Vec::new(),
+        }
+    }
+
+    pub fn set_registry(&mut self, registry: Arc<Registry>) {
+        self.registry = registry;
+    }
+
+    pub fn counts(&self) -> EngineCounts {
+        self.counts
+    }
+
+    pub fn sensors(&self) -> usize {
+        self.sensors.len()
+    }
+
+    /// Heap bytes of the windows (approximate: buckets, ids, speeds).
+    pub fn heap_bytes(&self) -> usize {
+        self.sensors
+            .iter()
+            .map(SensorState::heap_bytes)
+            .sum::<usize>()
+            + self.sensors.capacity() * std::mem::size_of::<SensorState>()
+            + self.index.capacity() * (std::mem::size_of::<(String, usize)>() + 16)
+    }
+
+    fn offset_ns(&self) -> i64 {
+        self.settings.utc_offset_hours * HOUR_NS
+    }
+
+    /// The local day of an instant.
+    pub fn day_of(&self, t_ns: i64) -> i64 {
+        (t_ns + self.offset_ns()).div_euclid(DAY_NS)
+    }
+
+    fn day_span(&self, day: i64) -> Span {
+        Span {
+            first_hour: (day * DAY_NS - self.offset_ns()).div_euclid(HOUR_NS),
+            hours: 24,
+        }
+    }
+
+    fn local_hour(&self, hour: i64) -> u8 {
+        (hour + self.settings.utc_offset_hours).rem_euclid(24) as u8
+    }
+
+    /// Folds a reading into its sensor's windows.
+    pub fn add(&mut self, r: &Reading, now_wall_ns: i64) {
+        let t = r.time_ns;
+        let city = &r.sensor.city;
+        let lateness = self.settings.allowed_lateness.as_nanos() as i64;
+        let clock = match self.cities.get_mut(city.as_str()) {
+            Some(c) => c,
+            None => self.cities.entry(city.clone()).or_insert(CityClock {
+                max_event_ns: t,
+                min_hour: hour_of(t),
+                watermark_ns: i64::MIN,
+                last_arrival_wall_ns: now_wall_ns,
+                hours_done: None,
+                days_done: None,
+            }),
+        };
+        clock.last_arrival_wall_ns = now_wall_ns;
+        let h = hour_of(t);
+        if (h + 1) * HOUR_NS + lateness <= clock.watermark_ns {
+            self.counts.late_readings += 1;
+            // The device did report: coverage sees it.
+            if let Some(&i) = self.index.get(r.sensor.sensor_id.as_str()) {
+                self.sensors[i].last_seen_ns = self.sensors[i].last_seen_ns.max(t);
+            }
+            return;
+        }
+        clock.max_event_ns = clock.max_event_ns.max(t);
+        if clock.hours_done.is_none() {
+            clock.min_hour = clock.min_hour.min(h);
+        }
+        if clock.hours_done.is_some_and(|done| h < done) {
+            self.dirty_hours.insert((city.clone(), h));
+        }
+        let day = (t + self.settings.utc_offset_hours * HOUR_NS).div_euclid(DAY_NS);
+        if clock.days_done.is_some_and(|done| day < done) {
+            self.dirty_days.insert((city.clone(), day));
+        }
+        let i = match self.index.get(r.sensor.sensor_id.as_str()) {
+            Some(&i) => i,
+            None => {
+                self.sensors.push(SensorState::new(
+                    &r.sensor.sensor_id,
+                    city,
+                    &r.sensor.district,
+                    r.sensor.kind,
+                ));
+                self.index
+                    .insert(r.sensor.sensor_id.clone(), self.sensors.len() - 1);
+                self.sensors.len() - 1
+            }
+        };
+        // Resolve the values to what the windows keep.
+        let mut inputs = std::mem::take(&mut self.inputs);
+        inputs.clear();
+        let kind = r.sensor.kind;
+        match kind {
+            Kind::Traffic => {
+                let get = |n: &str| r.values.iter().find(|(d, _)| d.name == n).map(|(_, v)| *v);
+                if let Some(veh) = get("volume") {
+                    let secs = get("interval").or_else(|| {
+                        self.registry
+                            .get(&r.sensor.sensor_id)
+                            .map(|s| s.expected_interval.as_secs_f64())
+                    });
+                    if let Some(secs) = secs.filter(|s| *s > 0.0) {
+                        inputs.push(Input::Traffic {
+                            veh,
+                            secs,
+                            speed: get("speed"),
+                        });
+                    }
+                }
+            }
+            Kind::Water | Kind::Heat | Kind::Power | Kind::Gas => {
+                let reg = evaluate::register_metric(kind);
+                for (d, v) in &r.values {
+                    if d.name == reg {
+                        inputs.push(Input::Register(*v));
+                    } else if d.name == "leak_alarm" && *v > 0.0 {
+                        inputs.push(Input::Alarm);
+                    }
+                }
+            }
+            _ => {}
+        }
+        for (d, v) in &r.values {
+            if let Some(slot) = self
+                .slots
+                .iter()
+                .position(|(k, m)| *k == kind && m == d.name)
+            {
+                inputs.push(Input::Metric {
+                    slot: slot as u8,
+                    value: *v,
+                    one_off_ugm3: self.one_off[slot],
+                });
+            }
+        }
+        let lh = self.local_hour(h);
+        let night = lh >= self.night_hours[0] && lh < self.night_hours[1];
+        self.sensors[i].add(t, &inputs, night);
+        self.inputs = inputs;
+    }
+
+    /// Moves every city's watermark and emits what it closed, then what late data reopened.
+    pub fn advance(&mut self, now_wall_ns: i64) -> Vec<IndicatorValue> {
+        let delay = self.settings.watermark_delay.as_nanos() as i64;
+        let idle = self.settings.idle_timeout.as_nanos() as i64;
+        let mut out = Vec::new();
+        let cities: Vec<String> = self.cities.keys().cloned().collect();
+        for city in cities {
+            let Some(c) = self.cities.get_mut(&city) else {
+                continue;
+            };
+            let mut wm = c.max_event_ns - delay;
+            let silent = now_wall_ns - c.last_arrival_wall_ns;
+            if silent > idle {
+                // Nothing arrives: let the wall clock carry event time on from the newest
+                // device time, never past the wall clock itself.
+                wm = wm.max((c.max_event_ns + silent).min(now_wall_ns) - delay);
+            }
+            c.watermark_ns = c.watermark_ns.max(wm);
+            let wm = c.watermark_ns;
+            let (min_hour, hours_done, days_done) = (c.min_hour, c.hours_done, c.days_done);
+            let mut h = hours_done.unwrap_or(min_hour);
+            let mut d = days_done.unwrap_or_else(|| self.day_of(min_hour * HOUR_NS));
+            let mut closed_hours = Vec::new();
+            while (h + 1) * HOUR_NS <= wm {
+                closed_hours.push(h);
+                h += 1;
+            }
+            let mut closed_days = Vec::new();
+            while self.day_span(d).end_ns() <= wm {
+                closed_days.push(d);
+                d += 1;
+            }
+            if let Some(c) = self.cities.get_mut(&city) {
+                c.hours_done = Some(h);
+                c.days_done = Some(d);
+            }
+            let hours_done = h;
+            for h in closed_hours {
+                out.extend(self.emit_hour(&city, h, now_wall_ns));
+                self.dirty_hours.remove(&(city.clone(), h));
+            }
+            for d in closed_days {
+                out.extend(self.emit_day(&city, d, now_wall_ns));
+                self.dirty_days.remove(&(city.clone(), d));
+            }
+            // Keep what a window still open to late data, the NowCast, the running day and a
+            // register's baseline need.
+            let keep_from = hour_of(wm - self.settings.allowed_lateness.as_nanos() as i64).min(
+                self.day_span(self.day_of(wm - self.settings.allowed_lateness.as_nanos() as i64))
+                    .first_hour,
+            ) - 12;
+            if hours_done % 6 == 0 || !out.is_empty() {
+                for s in self.sensors.iter_mut().filter(|s| s.city == city) {
+                    s.prune(keep_from);
+                }
+            }
+        }
+        // Late data inside the lateness: emit the window again.
+        let hours: Vec<(String, i64)> = std::mem::take(&mut self.dirty_hours).into_iter().collect();
+        for (city, h) in hours {
+            self.counts.reemitted_windows += 1;
+            out.extend(self.emit_hour(&city, h, now_wall_ns));
+        }
+        let days: Vec<(String, i64)> = std::mem::take(&mut self.dirty_days).into_iter().collect();
+        for (city, d) in days {
+            self.counts.reemitted_windows += 1;
+            out.extend(self.emit_day(&city, d, now_wall_ns));
+        }
+        out
+    }
+
+    /// The hour's values: hourly and NowCast indicators, device coverage and data completeness.
+    fn emit_hour(&mut self, city: &str, hour: i64, now: i64) -> Vec<IndicatorValue> {
+        let span = Span {
+            first_hour: hour,
+            hours: 1,
+        };
+        let mut out = Vec::new();
+        let catalog = self.catalog.clone();
+        for def in &catalog.indicators {
+            for w in &def.windows {
+                if matches!(w, Window::Hour | Window::Nowcast) {
+                    out.extend(self.evaluate(def, *w, city, span, now));
+                }
+            }
+        }
+        out
+    }
+
+    fn emit_day(&mut self, city: &str, day: i64, now: i64) -> Vec<IndicatorValue> {
+        let span = self.day_span(day);
+        let mut out = Vec::new();
+        let catalog = self.catalog.clone();
+        for def in &catalog.indicators {
+            if def.windows.contains(&Window::Day) {
+                out.extend(self.evaluate(def, Window::Day, city, span, now));
+            }
+        }
+        // The leak rule's history: this night's minimum flow, per water meter (replaced when
+        // the day is emitted again).
+        for s in self
+            .sensors
+            .iter_mut()
+            .filter(|s| s.city == city && s.kind == Kind::Water)
+        {
+            let (mnf, _) = evaluate::night_flow(s, span);
+            let d = span.first_hour.div_euclid(24);
+            s.night_flows.retain(|(x, _)| *x != d);
+            if let Some(m) = mnf {
+                s.night_flows.push((d, m));
+            }
+        }
+        out
+    }
+
+    /// One indicator over one window of a city: per sensor, then districts and the city.
+    fn evaluate(
+        &self,
+        def: &IndicatorDef,
+        window: Window,
+        city: &str,
+        span: Span,
+        now: i64,
+    ) -> Vec<IndicatorValue> {
+        let local_hour = |h: i64| self.local_hour(h);
+        let ctx = Ctx {
+            catalog: &self.catalog,
+            slots: &self.slots,
+            local_hour: &local_hour,
+        };
+        let value =
+            |scope: Scope, sphere: Sphere, district: &str, sensor: &str, o: Out| IndicatorValue {
+                indicator: def.id.clone(),
+                sphere,
+                scope,
+                city: city.to_owned(),
+                district: district.to_owned(),
+                sensor_id: sensor.to_owned(),
+                component: o.component,
+                window: window.as_str().to_owned(),
+                window_start_ns: span.start_ns(),
+                window_end_ns: span.end_ns(),
+                value: o.value.filter(|v| v.is_finite()),
+                unit: def.unit.clone(),
+                level: o.level,
+                completeness: o.completeness,
+                reference: def.reference.clone(),
+                details: o.details,
+                computed_ns: now,
+            };
+        let mut out = Vec::new();
+        match def.function {
+            Function::DeviceCoverage | Function::DataCompleteness => {
+                for (scope, district, sphere, o) in self.coverage(def, city, span) {
+                    out.push(value(scope, sphere, &district, "", o));
+                }
+                return out;
+            }
+            Function::ConsumptionPerCapita
+            | Function::DistrictLosses
+            | Function::ReportingCoverage => {
+                for (scope, district, o) in self.utility_balance(def, city, span) {
+                    out.push(value(scope, def.sphere, &district, "", o));
+                }
+                return out;
+            }
+            _ => {}
+        }
+        // Sensor values, kept for combining: district → component → (out, role).
+        let mut by_district: BTreeMap<&str, Vec<(Out, Role)>> = BTreeMap::new();
+        let mut expected: BTreeMap<&str, u32> = BTreeMap::new();
+        for s in self
+            .sensors
+            .iter()
+            .filter(|s| s.city == city && def.inputs.kinds.contains(&s.kind))
+        {
+            let info = self.registry.get(&s.sensor_id).map(|a| a.as_ref());
+            let outs = evaluate::sensor(&ctx, def, s, info, span);
+            let role = info.map_or(Role::Consumer, |i| i.role);
+            for o in outs {
+                if def.scopes.contains(&Scope::Sensor) {
+                    out.push(value(
+                        Scope::Sensor,
+                        def.sphere,
+                        &s.district,
+                        &s.sensor_id,
+                        o.clone(),
+                    ));
+                }
+                by_district
+                    .entry(s.district.as_str())
+                    .or_default()
+                    .push((o, role));
+            }
+        }
+        // Sensors expected per district: the registered ones of the kinds read.
+        for info in self.registry.iter().filter(|i| i.city == city) {
+            // Consumption sums consumers; a district's input meter is its own series.
+            let counted = def.function != Function::Consumption || info.role == Role::Consumer;
+            if counted
+                && info
+                    .kind
+                    .parse::<Kind>()
+                    .is_ok_and(|k| def.inputs.kinds.contains(&k))
+            {
+                *expected.entry(info.district.as_str()).or_default() += 1;
+            }
+        }
+        let mut city_members: Vec<(Out, Role)> = Vec::new();
+        for (district, members) in &by_district {
+            let mut components: BTreeMap<&str, Vec<(&Out, Role)>> = BTreeMap::new();
+            for (o, r) in members {
+                components
+                    .entry(o.component.as_str())
+                    .or_default()
+                    .push((o, *r));
+            }
+            for group in components.values() {
+                let exp = expected.get(district).copied().unwrap_or(0);
+                if let Some(o) = evaluate::combine(&self.catalog, def, group, exp) {
+                    if def.scopes.contains(&Scope::District) {
+                        out.push(value(Scope::District, def.sphere, district, "", o.clone()));
+                    }
+                }
+            }
+            city_members.extend(members.iter().cloned());
+        }
+        if def.scopes.contains(&Scope::City) {
+            let mut components: BTreeMap<&str, Vec<(&Out, Role)>> = BTreeMap::new();
+            for (o, r) in &city_members {
+                components
+                    .entry(o.component.as_str())
+                    .or_default()
+                    .push((o, *r));
+            }
+            let exp: u32 = expected.values().sum();
+            for group in components.values() {
+                if let Some(o) = evaluate::combine(&self.catalog, def, group, exp) {
+                    out.push(value(Scope::City, def.sphere, "", "", o));
+                }
+            }
+        }
+        out
+    }
+
+    /// The newest device time of a sensor before `t` (an hour boundary): its last seen when
+    /// older, else the newest bucket before `t`.
+    fn last_seen_before(s: &SensorState, t: i64) -> Option<i64> {
+        if s.last_seen_ns < t && s.last_seen_ns != i64::MIN {
+            return Some(s.last_seen_ns);
+        }
+        s.range(i64::MIN, hour_of(t - 1) + 1)
+            .last()
+            .map(|b| b.max_t)
+            .filter(|t| *t != i64::MIN)
+    }
+
+    /// Device coverage and data completeness per sphere, for districts and the city, over the
+    /// registered devices (a device not registered is not expected).
+    fn coverage(
+        &self,
+        def: &IndicatorDef,
+        city: &str,
+        span: Span,
+    ) -> Vec<(Scope, String, Sphere, Out)> {
+        let tolerance = def.params.tolerance.unwrap_or(1.5);
+        let end = span.end_ns();
+        // (sphere, district) → (have, expected)
+        let mut tally: BTreeMap<(Sphere, String), (u64, u64)> = BTreeMap::new();
+        for info in self.registry.iter().filter(|i| i.city == city) {
+            let s = self.index.get(&info.sensor_id).map(|&i| &self.sensors[i]);
+            let interval = info.expected_interval.as_nanos().max(1) as i64;
+            let (have, expected) = match def.function {
+                Function::DeviceCoverage => {
+                    let ok = s
+                        .and_then(|s| Self::last_seen_before(s, end))
+                        .is_some_and(|t| t >= end - (interval as f64 * tolerance) as i64);
+                    (u64::from(ok), 1)
+                }
+                _ => {
+                    let window = span.hours * HOUR_NS;
+                    if interval > window {
+                        continue;
+                    }
+                    let expected = (window / interval) as u64;
+                    let got: u64 = s.map_or(0, |s| {
+                        s.range(span.first_hour, span.end_hour())
+                            .map(|b| u64::from(b.count))
+                            .sum()
+                    });
+                    (got.min(expected), expected)
+                }
+            };
+            let e = tally
+                .entry((info.sphere, info.district.clone()))
+                .or_default();
+            e.0 += have;
+            e.1 += expected;
+        }
+        let unit = if def.function == Function::DeviceCoverage {
+            "devices"
+        } else {
+            "readings"
+        };
+        let mk = |have: u64, expected: u64| {
+            let c = Completeness::new(
+                have.min(u64::from(u32::MAX)) as u32,
+                expected.min(u64::from(u32::MAX)) as u32,
+                unit,
+            );
+            let v = (expected > 0).then(|| 100.0 * have as f64 / expected as f64);
+            let mut o = Out::new("", v, c);
+            o.level = v.and_then(|v| def.level_of(v));
+            if expected == 0 {
+                o.details.push((
+                    "note".into(),
+                    Detail::Text("no devices of this sphere registered".into()),
+                ));
+            }
+            o
+        };
+        let mut out = Vec::new();
+        let mut per_sphere: BTreeMap<Sphere, (u64, u64)> =
+            Sphere::ALL.iter().map(|s| (*s, (0, 0))).collect();
+        for ((sphere, district), (have, expected)) in &tally {
+            if def.scopes.contains(&Scope::District) {
+                out.push((
+                    Scope::District,
+                    district.clone(),
+                    *sphere,
+                    mk(*have, *expected),
+                ));
+            }
+            let e = per_sphere.entry(*sphere).or_default();
+            e.0 += have;
+            e.1 += expected;
+        }
+        if def.scopes.contains(&Scope::City) {
+            for (sphere, (have, expected)) in per_sphere {
+                out.push((Scope::City, String::new(), sphere, mk(have, expected)));
+            }
+        }
+        out
+    }
+
+    /// Per-capita consumption, district losses and reporting coverage, per meter kind.
+    fn utility_balance(
+        &self,
+        def: &IndicatorDef,
+        city: &str,
+        span: Span,
+    ) -> Vec<(Scope, String, Out)> {
+        #[derive(Default)]
+        struct Tally {
+            registered: u32,
+            reporting: u32,
+            consumers: u32,
+            consumers_valid: u32,
+            consumed: f64,
+            population: f64,
+            consumers_with_population: u32,
+            input: Option<f64>,
+            inputs: u32,
+            inputs_valid: u32,
+        }
+        let mut tally: BTreeMap<(Kind, String), Tally> = BTreeMap::new();
+        let registered: Vec<&Arc<SensorInfo>> =
+            self.registry.iter().filter(|i| i.city == city).collect();
+        // Devices: registered ones; where nothing is registered, those seen.
+        let mut devices: Vec<(Option<&SensorInfo>, Option<&SensorState>, Kind, String)> =
+            Vec::new();
+        if registered.is_empty() {
+            for s in self.sensors.iter().filter(|s| s.city == city) {
+                devices.push((None, Some(s), s.kind, s.district.clone()));
+            }
+        } else {
+            for info in &registered {
+                if let Ok(k) = info.kind.parse::<Kind>() {
+                    let s = self.index.get(&info.sensor_id).map(|&i| &self.sensors[i]);
+                    devices.push((Some(info.as_ref()), s, k, info.district.clone()));
+                }
+            }
+        }
+        for (info, s, kind, district) in devices {
+            if !def.inputs.kinds.contains(&kind) {
+                continue;
+            }
+            let t = tally.entry((kind, district)).or_default();
+            t.registered += u32::from(info.is_some());
+            let role = info.map_or(Role::Consumer, |i| i.role);
+            let reported = s.is_some_and(|s| {
+                s.range(span.first_hour, span.end_hour())
+                    .any(|b| b.count > 0)
+            });
+            t.reporting += u32::from(reported);
+            let consumed = s.and_then(|s| evaluate::consumption(s, info, span).0);
+            match role {
+                Role::Consumer => {
+                    t.consumers += 1;
+                    if let Some(c) = consumed {
+                        t.consumers_valid += 1;
+                        t.consumed += c;
+                        if let Some(p) = info.and_then(|i| i.population) {
+                            t.population += f64::from(p);
+                            t.consumers_with_population += 1;
+                        }
+                    }
+                }
+                Role::DistrictInput => {
+                    t.inputs += 1;
+                    if let Some(c) = consumed {
+                        t.inputs_valid += 1;
+                        t.input = Some(t.input.unwrap_or(0.0) + c);
+                    }
+                }
+            }
+        }
+        let factor = def.params.factor.unwrap_or(1.0);
+        let eval = |t: &Tally, kind: Kind| -> Out {
+            match def.function {
+                Function::ReportingCoverage => {
+                    let c = Completeness::new(t.reporting, t.registered, "meters");
+                    let v = (t.registered > 0)
+                        .then(|| 100.0 * f64::from(t.reporting) / f64::from(t.registered));
+                    Out::new(kind.as_str(), v, c)
+                }
+                Function::ConsumptionPerCapita => {
+                    let c = Completeness::new(t.consumers_with_population, t.consumers, "meters");
+                    let ok = c.ratio() >= 0.9 && t.population > 0.0;
+                    let v = ok.then(|| t.consumed / t.population * factor);
+                    let mut o = Out::new(kind.as_str(), v, c);
+                    o.details
+                        .push(("population".into(), Detail::Number(t.population)));
+                    o.details
+                        .push(("consumption".into(), Detail::Number(t.consumed)));
+                    o
+                }
+                _ => {
+                    // Losses: the inputs minus the consumers, valid with every input meter and
+                    // 95 % of the consumer meters (a missing meter would read as a loss).
+                    let c = Completeness::new(t.consumers_valid, t.consumers, "meters");
+                    let ok = t.inputs > 0 && t.inputs_valid == t.inputs && c.ratio() >= 0.95;
+                    let mut o = Out::new(kind.as_str(), None, c);
+                    if let (Some(input), true) = (t.input, ok) {
+                        if let Some((lost, pct)) =
+                            crate::indicators::utilities::district_losses(input, &[t.consumed])
+                        {
+                            o.value = Some(lost);
+                            o.details.push(("share_pct".into(), Detail::Number(pct)));
+                            o.details.push(("input".into(), Detail::Number(input)));
+                            o.details
+                                .push(("consumers".into(), Detail::Number(t.consumed)));
+                            if t.consumers > 0 {
+                                o.details.push((
+                                    "per_connection_per_day".into(),
+                                    Detail::Number(
+                                        lost / f64::from(t.consumers) * 24.0 / span.hours as f64,
+                                    ),
+                                ));
+                            }
+                        }
+                    }
+                    if t.inputs == 0 {
+                        o.details.push((
+                            "note".into(),
+                            Detail::Text("no district input meter registered".into()),
+                        ));
+                    }
+                    o
+                }
+            }
+        };
+        let mut out = Vec::new();
+        let mut city_t: BTreeMap<Kind, Tally> = BTreeMap::new();
+        for ((kind, district), t) in &tally {
+            if def.scopes.contains(&Scope::District) {
+                let mut o = eval(t, *kind);
+                o.level = o.value.and_then(|v| def.level_of(v));
+                out.push((Scope::District, district.clone(), o));
+            }
+            let c = city_t.entry(*kind).or_default();
+            c.registered += t.registered;
+            c.reporting += t.reporting;
+            c.consumers += t.consumers;
+            c.consumers_valid += t.consumers_valid;
+            c.consumed += t.consumed;
+            c.population += t.population;
+            c.consumers_with_population += t.consumers_with_population;
+            c.inputs += t.inputs;
+            c.inputs_valid += t.inputs_valid;
+            if let Some(i) = t.input {
+                c.input = Some(c.input.unwrap_or(0.0) + i);
+            }
+        }
+        if def.scopes.contains(&Scope::City) {
+            for (kind, t) in &city_t {
+                let mut o = eval(t, *kind);
+                o.level = o.value.and_then(|v| def.level_of(v));
+                out.push((Scope::City, String::new(), o));
+            }
+        }
+        out
+    }
+
+    /// The state a restart needs.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            sensors: self.sensors.clone(),
+            cities: self.cities.clone(),
+            late: self.counts.late_readings,
+        }
+    }
+
+    pub fn restore(&mut self, s: Snapshot) {
+        self.index = s
+            .sensors
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.sensor_id.clone(), i))
+            .collect();
+        self.sensors = s.sensors;
+        self.cities = s.cities;
+        self.counts.late_readings = s.late;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{SensorRef, TimeSource};
+    use crate::normalize::catalog::lookup;
+
+    const MIN: i64 = 60_000_000_000;
+    /// 2026-11-10T00:00:00+05:00 (a local midnight), ns.
+    const DAY0: i64 = 1_762_714_800 * 1_000_000_000;
+
+    fn reading(id: &str, district: &str, kind: Kind, t: i64, values: &[(&str, f64)]) -> Reading {
+        Reading {
+            sensor: SensorRef {
+                city: "talgar".into(),
+                district: district.into(),
+                kind,
+                sensor_id: id.into(),
+            },
+            time_ns: t,
+            time_source: TimeSource::Device,
+            values: values
+                .iter()
+                .map(|(n, v)| (lookup(kind, n).unwrap_or_else(|| panic!("{n}")), *v))
+                .collect(),
+        }
+    }
+
+    fn info(id: &str, district: &str, kind: &str, sphere: Sphere, every: u64) -> SensorInfo {
+        SensorInfo {
+            sensor_id: id.into(),
+            kind: kind.into(),
+            city: "talgar".into(),
+            district: district.into(),
+            sphere,
+            expected_interval: Duration::from_secs(every),
+            population: None,
+            role: Role::Consumer,
+            free_flow_speed: None,
+            register_max: None,
+            latitude: None,
+            longitude: None,
+        }
+    }
+
+    fn engine(registry: Vec<SensorInfo>) -> Engine {
+        Engine::new(
+            Arc::new(Catalog::builtin()),
+            EngineSettings::default(),
+            Arc::new(Registry::new(registry)),
+        )
+    }
+
+    fn find<'a>(
+        v: &'a [IndicatorValue],
+        id: &str,
+        scope: Scope,
+        component: &str,
+        window: &str,
+    ) -> Vec<&'a IndicatorValue> {
+        v.iter()
+            .filter(|x| {
+                x.indicator == id
+                    && x.scope == scope
+                    && x.component == component
+                    && x.window == window
+            })
+            .collect()
+    }
+
+    fn one<'a>(
+        v: &'a [IndicatorValue],
+        id: &str,
+        scope: Scope,
+        component: &str,
+        window: &str,
+    ) -> &'a IndicatorValue {
+        let f = find(v, id, scope, component, window);
+        assert_eq!(f.len(), 1, "{id} {scope} {component} {window}: {f:?}");
+        f[0]
+    }
+
+    /// Runs the engine's watermark past `until` (event time) with the wall clock far ahead.
+    fn close(e: &mut Engine, until: i64) -> Vec<IndicatorValue> {
+        // A reading of a sensor elsewhere in the city moves the watermark.
+        e.add(
+            &reading("clock", "x", Kind::Gas, until + 3 * MIN, &[("volume", 0.0)]),
+            0,
+        );
+        e.advance(0)
+    }
+
+    #[test]
+    fn an_air_day_gives_the_published_aqi_and_the_kazakh_grades() {
+        let mut e = engine(vec![info("st1", "center", "air", Sphere::Ecology, 1200)]);
+        // PM2.5 20.0 µg/m³ every 20 minutes for a whole local day.
+        for k in 0..72 {
+            e.add(
+                &reading(
+                    "st1",
+                    "center",
+                    Kind::Air,
+                    DAY0 + k * 20 * MIN,
+                    &[("pm2_5", 20.0)],
+                ),
+                0,
+            );
+        }
+        let v = close(&mut e, DAY0 + 24 * 60 * MIN);
+        // NowCast of 12 equal hours = 20.0 → AQI 71 (DOMAIN.md §3's published check).
+        let nc = find(&v, "us_aqi_nowcast", Scope::Sensor, "", "nowcast");
+        assert_eq!(nc.len(), 24);
+        let last = nc
+            .iter()
+            .max_by_key(|x| x.window_start_ns)
+            .map(|x| (*x).clone());
+        let last = last.unwrap_or_else(|| panic!("no nowcast"));
+        assert_eq!(last.value, Some(71.0));
+        assert_eq!(last.level.as_deref(), Some("moderate"));
+        assert_eq!(last.completeness, Completeness::new(12, 12, "h"));
+        // The first hour: 1 of the 3 newest hours → invalid, never a number.
+        let first = nc.iter().min_by_key(|x| x.window_start_ns).map(|x| x.value);
+        assert_eq!(first, Some(None));
+        // Daily: mean 20.0 → 71; ПДК с.с. multiple 20 / 35 = 0.5714...; СИ = 20 / 160 = 0.125;
+        // НП = 0 %; ИЗА₅ = (20/35)^1.0 = 0.5714 (PM as class 3); level: low (grade 1).
+        let d = one(&v, "us_aqi_daily", Scope::Sensor, "", "24h");
+        assert_eq!(
+            (d.value, d.window_start_ns, d.window_end_ns),
+            (Some(71.0), DAY0, DAY0 + 24 * 60 * MIN)
+        );
+        assert_eq!(d.completeness, Completeness::new(24, 24, "h"));
+        let m = one(&v, "pdk_multiple", Scope::Sensor, "pm2_5", "24h")
+            .value
+            .unwrap_or(0.0);
+        assert!((m - 20.0 / 35.0).abs() < 1e-12, "{m}");
+        assert_eq!(
+            one(&v, "kz_si", Scope::Sensor, "", "24h").value,
+            Some(0.125)
+        );
+        assert_eq!(one(&v, "kz_np", Scope::Sensor, "", "24h").value, Some(0.0));
+        let iza = one(&v, "kz_iza5", Scope::Sensor, "", "24h")
+            .value
+            .unwrap_or(0.0);
+        assert!((iza - 20.0 / 35.0).abs() < 1e-12);
+        let lvl = one(&v, "kz_pollution_level", Scope::Sensor, "", "24h");
+        assert_eq!((lvl.value, lvl.level.as_deref()), (Some(1.0), Some("low")));
+        // Hourly one-off multiple 20 / 160 = 0.125; EAQI: 20 µg/m³ PM2.5 is "moderate" (≤ 50), band 3.
+        let h = find(&v, "pdk_multiple", Scope::Sensor, "pm2_5", "1h");
+        assert_eq!(h.len(), 24);
+        assert!(h.iter().all(|x| x.value == Some(0.125)));
+        let eaqi = find(&v, "eaqi_level", Scope::Sensor, "", "1h");
+        assert!(eaqi
+            .iter()
+            .all(|x| x.value == Some(3.0) && x.level.as_deref() == Some("moderate")));
+        // District and city: the one station.
+        assert_eq!(
+            one(&v, "us_aqi_daily", Scope::District, "", "24h").value,
+            Some(71.0)
+        );
+        assert_eq!(
+            one(&v, "us_aqi_daily", Scope::City, "", "24h").completeness,
+            Completeness::new(1, 1, "sensors")
+        );
+    }
+
+    #[test]
+    fn a_day_below_18_hours_is_invalid_and_says_how_complete_it_was() {
+        let mut e = engine(vec![]);
+        for k in 0..17 * 3 {
+            e.add(
+                &reading(
+                    "st1",
+                    "center",
+                    Kind::Air,
+                    DAY0 + k * 20 * MIN,
+                    &[("pm2_5", 40.0)],
+                ),
+                0,
+            );
+        }
+        let v = close(&mut e, DAY0 + 24 * 60 * MIN);
+        let d = one(&v, "us_aqi_daily", Scope::Sensor, "", "24h");
+        assert_eq!(d.value, None);
+        assert_eq!(d.completeness.to_string(), "17/24 h");
+        assert_eq!(
+            one(&v, "pdk_multiple", Scope::Sensor, "pm2_5", "24h").value,
+            None
+        );
+    }
+
+    #[test]
+    fn late_data_within_the_lateness_reemits_beyond_it_is_counted() {
+        let mut e = engine(vec![]);
+        // Hour 10:00–11:00 local: one reading at 10:20, then time moves to 11:05.
+        let h10 = DAY0 + 10 * 60 * MIN;
+        e.add(
+            &reading("st1", "c", Kind::Air, h10 + 20 * MIN, &[("pm2_5", 10.0)]),
+            0,
+        );
+        let v = close(&mut e, h10 + 60 * MIN);
+        let first = find(&v, "pdk_multiple", Scope::Sensor, "pm2_5", "1h");
+        let first: Vec<_> = first.iter().filter(|x| x.window_start_ns == h10).collect();
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].value, Some(10.0 / 160.0));
+        // A late reading for 10:40 (inside the hour of lateness): the hour is emitted again.
+        e.add(
+            &reading("st1", "c", Kind::Air, h10 + 40 * MIN, &[("pm2_5", 32.0)]),
+            0,
+        );
+        let again = e.advance(0);
+        let re: Vec<_> = again
+            .iter()
+            .filter(|x| {
+                x.indicator == "pdk_multiple"
+                    && x.window_start_ns == h10
+                    && x.scope == Scope::Sensor
+            })
+            .collect();
+        assert_eq!(re.len(), 1);
+        assert_eq!(re[0].value, Some(32.0 / 160.0));
+        assert_eq!(e.counts().reemitted_windows, 1);
+        // Time moves 3 hours on; a reading for 10:50 is now beyond the lateness.
+        close(&mut e, h10 + 4 * 60 * MIN);
+        e.add(
+            &reading("st1", "c", Kind::Air, h10 + 50 * MIN, &[("pm2_5", 500.0)]),
+            0,
+        );
+        let none = e.advance(0);
+        assert!(none.iter().all(|x| x.window_start_ns != h10));
+        assert_eq!(e.counts().late_readings, 1);
+    }
+
+    #[test]
+    fn meters_give_consumption_losses_per_capita_and_coverage() {
+        // Two consumers (0.5 and 0.25 m³/h, 3 people each) and the district's input meter
+        // (0.9 m³/h): losses 0.15 m³/h = 16.7 % of the input.
+        let mut input = info("in", "north", "water", Sphere::HousingUtilities, 3600);
+        input.role = Role::DistrictInput;
+        let mut a = info("a", "north", "water", Sphere::HousingUtilities, 3600);
+        a.population = Some(3);
+        let mut b = info("b", "north", "water", Sphere::HousingUtilities, 3600);
+        b.population = Some(3);
+        let cam = info("cam", "north", "status", Sphere::Safety, 600);
+        let mut e = engine(vec![input, a, b, cam]);
+        // Readings at hh:00 from 23:00 the day before through 23:00 of the day (25 readings).
+        for k in -1..24 {
+            let t = DAY0 + k * 60 * MIN;
+            let x = (k + 1) as f64;
+            e.add(
+                &reading("a", "north", Kind::Water, t, &[("volume", 100.0 + 0.5 * x)]),
+                0,
+            );
+            e.add(
+                &reading("b", "north", Kind::Water, t, &[("volume", 7.0 + 0.25 * x)]),
+                0,
+            );
+            e.add(
+                &reading(
+                    "in",
+                    "north",
+                    Kind::Water,
+                    t,
+                    &[("volume", 1000.0 + 0.9 * x)],
+                ),
+                0,
+            );
+        }
+        let v = close(&mut e, DAY0 + 24 * 60 * MIN);
+        // Hourly: 0.5 m³ for meter a in every hour of the day.
+        let ha = find(&v, "consumption", Scope::Sensor, "water", "1h");
+        let ha: Vec<_> = ha
+            .iter()
+            .filter(|x| x.sensor_id == "a" && x.window_start_ns >= DAY0)
+            .collect();
+        assert_eq!(ha.len(), 24);
+        assert!(
+            ha.iter()
+                .all(|x| x.value.is_some_and(|c| (c - 0.5).abs() < 1e-9)),
+            "{ha:?}"
+        );
+        // The day: a 12.0, b 6.0; district consumers 18.0 (the input meter is not a consumer).
+        let v: Vec<IndicatorValue> = v
+            .into_iter()
+            .filter(|x| x.window_start_ns >= DAY0)
+            .collect();
+        let day: Vec<_> = find(&v, "consumption", Scope::Sensor, "water", "24h");
+        let a_day = day
+            .iter()
+            .find(|x| x.sensor_id == "a")
+            .and_then(|x| x.value)
+            .unwrap_or(0.0);
+        assert!((a_day - 12.0).abs() < 1e-9, "{a_day}");
+        let dist = one(&v, "consumption", Scope::District, "water", "24h")
+            .value
+            .unwrap_or(0.0);
+        assert!((dist - 18.0).abs() < 1e-9, "{dist}");
+        // Losses: 21.6 − 18.0 = 3.6 m³ = 16.67 % of the input.
+        let l = one(&v, "district_losses", Scope::District, "water", "24h");
+        assert!((l.value.unwrap_or(0.0) - 3.6).abs() < 1e-9, "{l:?}");
+        let share = l
+            .details
+            .iter()
+            .find(|(k, _)| k == "share_pct")
+            .map(|(_, d)| d.clone());
+        assert!(matches!(share, Some(Detail::Number(p)) if (p - 100.0 * 3.6 / 21.6).abs() < 1e-9));
+        // Per capita: 18.0 m³ / 6 people = 3.0 m³ per person per day.
+        let pc = one(
+            &v,
+            "consumption_per_capita",
+            Scope::District,
+            "water",
+            "24h",
+        );
+        assert!((pc.value.unwrap_or(0.0) - 3.0).abs() < 1e-9);
+        // Reporting coverage: 3 of 3 water meters.
+        assert_eq!(
+            one(&v, "reporting_coverage", Scope::District, "water", "24h").value,
+            Some(100.0)
+        );
+        // Device coverage, all eight spheres at city scope: housing 3/3 = 100 %, safety 0/1
+        // (the camera never reported) = 0 %, the six others: no devices → invalid.
+        let dc: Vec<_> = v
+            .iter()
+            .filter(|x| {
+                x.indicator == "device_coverage" && x.scope == Scope::City && x.window == "24h"
+            })
+            .collect();
+        assert_eq!(dc.len(), 8);
+        let of = |s: Sphere| dc.iter().find(|x| x.sphere == s).and_then(|x| x.value);
+        assert_eq!(of(Sphere::HousingUtilities), Some(100.0));
+        assert_eq!(of(Sphere::Safety), Some(0.0));
+        assert_eq!(of(Sphere::Economy), None);
+        // Data completeness of the day: 24 of 24 readings per meter.
+        let comp = v
+            .iter()
+            .find(|x| {
+                x.indicator == "data_completeness"
+                    && x.scope == Scope::City
+                    && x.window == "24h"
+                    && x.sphere == Sphere::HousingUtilities
+            })
+            .map(|x| (x.value, x.completeness.clone()));
+        assert_eq!(
+            comp,
+            Some((Some(100.0), Completeness::new(72, 72, "readings")))
+        );
+    }
+
+    #[test]
+    fn a_lane_gives_flow_speed_congestion_and_level_of_service() {
+        let mut lane = info("d1-l1", "center", "traffic", Sphere::Transport, 60);
+        lane.free_flow_speed = Some(60.0);
+        let mut e = engine(vec![lane]);
+        let h = DAY0 + 8 * 60 * MIN;
+        // 30 vehicles a minute at 30 km/h for an hour: q = 1800 veh/h, v = 30 km/h;
+        // TTI = 60 / 30 = 2.0 (acceptable), congestion 100 × (2 − 1) = 100 % (heavy);
+        // density 1800 / 30 = 60 veh/km/lane → LOS F.
+        for k in 0..60 {
+            e.add(
+                &reading(
+                    "d1-l1",
+                    "center",
+                    Kind::Traffic,
+                    h + k * MIN,
+                    &[("volume", 30.0), ("interval", 60.0), ("speed", 30.0)],
+                ),
+                0,
+            );
+        }
+        let v = close(&mut e, h + 60 * MIN);
+        let at = |id: &str| {
+            v.iter()
+                .find(|x| {
+                    x.indicator == id
+                        && x.scope == Scope::Sensor
+                        && x.window_start_ns == h
+                        && x.window == "1h"
+                })
+                .map(|x| (x.value, x.level.clone()))
+        };
+        assert_eq!(at("traffic_flow"), Some((Some(1800.0), None)));
+        assert_eq!(at("traffic_speed"), Some((Some(30.0), None)));
+        assert_eq!(
+            at("travel_time_index"),
+            Some((Some(2.0), Some("acceptable".into())))
+        );
+        assert_eq!(
+            at("congestion_level"),
+            Some((Some(100.0), Some("heavy".into())))
+        );
+        assert_eq!(at("level_of_service"), Some((Some(60.0), Some("F".into()))));
+        let city = v
+            .iter()
+            .find(|x| {
+                x.indicator == "travel_time_index"
+                    && x.scope == Scope::City
+                    && x.window_start_ns == h
+            })
+            .and_then(|x| x.value);
+        assert_eq!(city, Some(2.0));
+    }
+}
