@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use tokio::sync::{mpsc, watch};
 
+use crate::indicators::IndicatorValue;
 use crate::ingest::mqtt::{AckOutcome, Phase, SessionHandle};
 use crate::ingest::{AckToken, Delivery};
 use crate::model::{DeadLetter, Reading, Reason};
@@ -26,6 +27,10 @@ pub struct Batch {
     pub seq: u64,
     pub readings: Vec<Reading>,
     pub dead_letters: Vec<DeadLetter>,
+    /// Indicator values the engine derived, written back into the spool so the sinks store
+    /// them like readings (durable, retried, idempotent). A batch holds either messages from
+    /// ingest or the engine's values, never both.
+    pub indicators: Vec<IndicatorValue>,
     /// Acks of every QoS-1 message in the batch, in receive order (empty when read back from
     /// the spool: acks belong to the connection that delivered the messages).
     pub acks: Vec<AckToken>,
@@ -120,6 +125,15 @@ pub struct LogLimit {
     opened: std::time::Instant,
     logged: u32,
     suppressed: u64,
+}
+
+impl Batch {
+    /// What the batch weighs for a sink's group size: its readings, dead letters and indicator
+    /// values, and at least 1, so that a reader fills its groups (and stops) whatever the
+    /// batches hold.
+    pub fn weight(&self) -> usize {
+        (self.readings.len() + self.dead_letters.len() + self.indicators.len()).max(1)
+    }
 }
 
 impl LogLimit {

@@ -188,11 +188,11 @@ pub async fn run<S: Sink>(
                         };
                         // Durable before the cursor moves past the readings they came from.
                         let stored = tokio::select! {
-                            r = spool.refuse(back) => r,
+                            r = spool.append(back) => r,
                             _ = abort.wait_for(|a| *a) => break 'groups,
                         };
                         if let Err(e) = stored {
-                            tracing::error!(sink = name, error = e, "refused points could not be spooled; the group stays unconfirmed and is written again at the next start");
+                            tracing::error!(sink = name, error = %e, "refused points could not be spooled; the group stays unconfirmed and is written again at the next start");
                             break 'groups;
                         }
                         count_stored(&sink, &group, &by_kind);

@@ -340,6 +340,7 @@ mod tests {
                 payload: bytes::Bytes::from_static(b"\xffraw"),
                 rejection: Rejection::new(Reason::BadTopic, "nope"),
             }],
+            indicators: vec![],
             acks: vec![],
         })
     }

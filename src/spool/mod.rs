@@ -8,7 +8,8 @@
 //! batcher ─Batch─▶ writer thread ─(append, fdatasync)─▶ segments on disk ─▶ reader per sink
 //!                       │  after the commit                                   (cursor files)
 //!                       └──▶ acker: PUBACKs in receive order
-//! sinks ─refused points (dead letters)─▶ writer: appended like any batch, even when full
+//! readers ─appended batches─▶ writer: appended like any batch, even when full
+//!   (a sink's refused points as dead letters; the indicator engine's derived values)
 //! ```
 
 pub mod codec;
@@ -56,6 +57,12 @@ impl Default for SpoolSettings {
     }
 }
 
+/// The spool writer has stopped (shut down, or the spool cannot be written): nothing more is
+/// appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the spool writer has stopped")]
+pub struct SpoolClosed;
+
 /// What the writer has made durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpoolState {
@@ -65,8 +72,9 @@ pub struct SpoolState {
     pub closed: bool,
 }
 
-/// A batch of points a sink refused, to be dead-lettered: the reply comes once it is durable.
-pub type Refused = (Batch, oneshot::Sender<u64>);
+/// A batch a reader of the spool appends (a sink's refused points as dead letters, the indicator
+/// engine's values): the reply, its seq, comes once it is durable.
+pub type Appended = (Batch, oneshot::Sender<u64>);
 
 /// What the sinks and the gateway need of a running spool.
 #[derive(Clone)]
@@ -74,7 +82,7 @@ pub struct SpoolHandle {
     dir: PathBuf,
     segments: Segments,
     state: watch::Receiver<SpoolState>,
-    refused: mpsc::Sender<Refused>,
+    appended: mpsc::Sender<Appended>,
 }
 
 /// An opened spool, before its writer runs.
@@ -119,7 +127,7 @@ impl Spool {
 
     /// Starts the writer on a blocking thread: it appends batches from `batches`, commits, sends
     /// each committed batch's acks to `acks` in order, and deletes segments every sink in
-    /// `progress` is past. It ends once `batches` and every refused-points sender have closed.
+    /// `progress` is past. It ends once `batches` and every reader (each may append) have closed.
     pub fn start(
         self,
         batches: mpsc::Receiver<Batch>,
@@ -130,12 +138,12 @@ impl Spool {
             committed: self.log.committed(),
             closed: false,
         });
-        let (refused_tx, refused_rx) = mpsc::channel::<Refused>(16);
+        let (appended_tx, appended_rx) = mpsc::channel::<Appended>(16);
         let handle = SpoolHandle {
             dir: self.settings.dir.clone(),
             segments: self.log.segments(),
             state: state_rx,
-            refused: refused_tx,
+            appended: appended_tx,
         };
         let rt = tokio::runtime::Handle::current();
         let writer = Writer {
@@ -143,7 +151,7 @@ impl Spool {
             max_bytes: self.settings.max_bytes,
             commit_delay: self.settings.commit_delay,
             batches: Some(batches),
-            refused: refused_rx,
+            appended: appended_rx,
             acks: Some(acks),
             progress,
             state: state_tx,
@@ -165,7 +173,7 @@ impl Spool {
 /// One item for the writer.
 enum Item {
     Batch(Batch),
-    Refused(Refused),
+    Appended(Appended),
 }
 
 struct Writer {
@@ -173,7 +181,7 @@ struct Writer {
     max_bytes: u64,
     commit_delay: Duration,
     batches: Option<mpsc::Receiver<Batch>>,
-    refused: mpsc::Receiver<Refused>,
+    appended: mpsc::Receiver<Appended>,
     acks: Option<mpsc::Sender<Vec<AckToken>>>,
     progress: Vec<Arc<SinkProgress>>,
     state: watch::Sender<SpoolState>,
@@ -230,7 +238,7 @@ impl Writer {
     }
 
     /// Makes what is appended durable with one fsync, then tells everyone, in this order: the
-    /// readers (the new committed seq), the sinks waiting on refused points, the acker.
+    /// readers (the new committed seq), the readers waiting on what they appended, the acker.
     fn commit_group(&mut self, group: &mut Group) -> io::Result<()> {
         let t = Instant::now();
         let committed = self.log.commit()?;
@@ -260,11 +268,11 @@ impl Writer {
         metrics::counter!("qala_spool_errors_total").increment(1);
     }
 
-    /// The next item: waits for one when `wait`, else only takes what is queued. Refused
-    /// points come first. None: nothing (or, when waiting, every input has closed).
+    /// The next item: waits for one when `wait`, else only takes what is queued. What readers
+    /// append comes first. None: nothing (or, when waiting, every input has closed).
     fn next_item(&mut self, wait: bool) -> Option<Item> {
-        if let Ok(r) = self.refused.try_recv() {
-            return Some(Item::Refused(r));
+        if let Ok(r) = self.appended.try_recv() {
+            return Some(Item::Appended(r));
         }
         if let Some(rx) = self.batches.as_mut() {
             match rx.try_recv() {
@@ -282,15 +290,15 @@ impl Writer {
                 match self.batches.as_mut() {
                     Some(rx) => tokio::select! {
                         biased;
-                        r = self.refused.recv() => r.map(Item::Refused).ok_or(false),
+                        r = self.appended.recv() => r.map(Item::Appended).ok_or(false),
                         b = rx.recv() => b.map(Item::Batch).ok_or(true),
                     },
-                    None => self.refused.recv().await.map(Item::Refused).ok_or(false),
+                    None => self.appended.recv().await.map(Item::Appended).ok_or(false),
                 }
             });
             match got {
                 Ok(item) => return Some(item),
-                // The batcher has ended; refused points may still come until the sinks end.
+                // The batcher has ended; readers may still append until they end.
                 Err(true) => self.close_input(),
                 Err(false) if self.batches.is_some() => {
                     // Every sink has ended: only batches are left to take.
@@ -332,12 +340,14 @@ impl Writer {
     fn append(&mut self, item: Item, group: &mut Group) -> io::Result<()> {
         let (batch, reply) = match item {
             Item::Batch(b) => (b, None),
-            Item::Refused((b, r)) => (b, Some(r)),
+            Item::Appended((b, r)) => (b, Some(r)),
         };
         self.buf.clear();
         codec::encode(&batch, &mut self.buf);
         if reply.is_none() {
-            // Refused points always go in (they unblock a sink); ingest waits for room.
+            // What readers append always goes in; ingest waits for room. A reader that waited
+            // for room would wait for itself: room comes from readers moving their cursors
+            // (refused points unblock a sink; the engine, a reader too, must not stall).
             self.wait_for_room((self.buf.len() + log::HEADER) as u64, group)?;
         }
         let seq = self.log.append(now_ns(), &self.buf)?;
@@ -376,9 +386,9 @@ impl Writer {
                 // Make what is appended durable and visible now, not after the wait.
                 self.commit_group(group)?;
             }
-            // Refused points from a sink must not wait behind ingest: take them meanwhile.
-            if let Ok(r) = self.refused.try_recv() {
-                self.append(Item::Refused(r), group)?;
+            // What readers append must not wait behind ingest: take it meanwhile.
+            if let Ok(r) = self.appended.try_recv() {
+                self.append(Item::Appended(r), group)?;
                 self.commit_group(group)?;
                 continue;
             }
@@ -427,7 +437,7 @@ impl SpoolHandle {
             log: Some(LogReader::new(self.segments.clone(), after)),
             state: self.state.clone(),
             dir: self.dir.clone(),
-            refused: self.refused.clone(),
+            appended: self.appended.clone(),
             cursor_written: after,
             cursor_at: Instant::now(),
             group_written_ns: 0,
@@ -435,14 +445,14 @@ impl SpoolHandle {
     }
 }
 
-/// A sink's view of the spool: the next groups of committed batches, its cursor, and the way
-/// back in for points it refused.
+/// A reader's view of the spool (a sink's, the indicator engine's): the next groups of committed
+/// batches, its cursor, and the way back in (refused points, derived values).
 pub struct SpoolReader {
     sink: &'static str,
     log: Option<LogReader>,
     state: watch::Receiver<SpoolState>,
     dir: PathBuf,
-    refused: mpsc::Sender<Refused>,
+    appended: mpsc::Sender<Appended>,
     cursor_written: u64,
     cursor_at: Instant,
     group_written_ns: i64,
@@ -470,7 +480,10 @@ impl SpoolReader {
     }
 
     /// Waits for committed batches after the position and returns up to about `max_readings`
-    /// readings' worth (at least one batch); lingers up to `linger` for more when short. None:
+    /// readings' worth (at least one batch; dead letters and indicator values weigh like
+    /// readings, and every batch at least 1, see [`Batch::weight`]: a backlog of batches
+    /// without readings is read in bounded groups too); lingers up to `linger` for more when
+    /// short. None:
     /// the spool is closed and everything was read.
     pub async fn next_group(
         &mut self,
@@ -540,11 +553,11 @@ impl SpoolReader {
                     Ok(Some(rec)) => match codec::decode(rec.seq, &rec.payload) {
                         Ok(b) if first_ns == 0 => {
                             first_ns = rec.written_ns;
-                            readings += b.readings.len();
+                            readings += b.weight();
                             got.push(Arc::new(b));
                         }
                         Ok(b) => {
-                            readings += b.readings.len();
+                            readings += b.weight();
                             got.push(Arc::new(b));
                         }
                         Err(e) => {
@@ -566,15 +579,18 @@ impl SpoolReader {
         result.map(|()| (got, readings, first_ns))
     }
 
-    /// Dead-letters points the sink refused: appended to the spool (so the SQLite sink stores
-    /// them) and returns once durable.
-    pub async fn refuse(&self, batch: Batch) -> Result<u64, &'static str> {
+    /// Appends `batch` to the spool and returns its seq once it is durable (committed, visible
+    /// to every reader). For a sink's refused points (as dead letters, so the SQLite sink stores
+    /// them) and the indicator engine's values (so every sink stores them like readings). It
+    /// goes in even when the spool is full (see the writer); a reader that appends reads its
+    /// own batch back later and must skip it.
+    pub async fn append(&self, batch: Batch) -> Result<u64, SpoolClosed> {
         let (tx, rx) = oneshot::channel();
-        self.refused
+        self.appended
             .send((batch, tx))
             .await
-            .map_err(|_| "the spool writer has stopped")?;
-        rx.await.map_err(|_| "the spool writer has stopped")
+            .map_err(|_| SpoolClosed)?;
+        rx.await.map_err(|_| SpoolClosed)
     }
 
     /// Records that the sink committed everything up to `seq`; the cursor file is rewritten at
@@ -591,5 +607,93 @@ impl SpoolReader {
         self.cursor_written = seq;
         self.cursor_at = Instant::now();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::indicators::{Completeness, IndicatorValue, Scope};
+    use crate::model::Sphere;
+
+    fn value(i: usize) -> IndicatorValue {
+        IndicatorValue {
+            indicator: "device_coverage".into(),
+            sphere: Sphere::Safety,
+            scope: Scope::City,
+            city: "almaty".into(),
+            district: String::new(),
+            sensor_id: String::new(),
+            component: String::new(),
+            window: "1h".into(),
+            window_start_ns: i as i64 * 3_600_000_000_000,
+            window_end_ns: (i as i64 + 1) * 3_600_000_000_000,
+            value: Some(0.5),
+            unit: "%".into(),
+            level: None,
+            completeness: Completeness::new(1, 2, "devices"),
+            reference: "registry".into(),
+            details: Vec::new(),
+            computed_ns: 1,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn appended_indicator_batches_are_durable_and_read_in_bounded_groups() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let settings = SpoolSettings {
+            dir: dir.path().to_path_buf(),
+            ..SpoolSettings::default()
+        };
+        let spool = Spool::open(&settings, &["test"]).expect("open");
+        let (batches_tx, batches_rx) = mpsc::channel(4);
+        let (acks_tx, _acks_rx) = mpsc::channel(4);
+        let progress = SinkProgress::starting_at("test", 0);
+        let (handle, writer) = spool.start(batches_rx, acks_tx, vec![progress.clone()]);
+        let writer = tokio::spawn(writer);
+        let mut reader = handle.reader("test", 0);
+        // 40 batches of 3 values each, as an engine appends them: each durable on return.
+        let mut seqs = Vec::new();
+        for b in 0..40 {
+            let batch = Batch {
+                indicators: (0..3).map(|i| value(b * 3 + i)).collect(),
+                ..Batch::default()
+            };
+            let seq = reader.append(batch).await.expect("appended");
+            assert!(
+                handle.state().committed >= seq,
+                "durable when append returns"
+            );
+            seqs.push(seq);
+        }
+        assert_eq!(seqs, (1..=40).collect::<Vec<u64>>());
+        // A group of "10 readings" holds 4 batches of 3 values (weight 12), not the whole log.
+        let mut values = 0;
+        let mut groups = Vec::new();
+        while values < 120 {
+            let group = reader
+                .next_group(10, Duration::ZERO)
+                .await
+                .expect("read")
+                .expect("open");
+            groups.push(group.len());
+            values += group.iter().map(|b| b.indicators.len()).sum::<usize>();
+        }
+        assert_eq!(values, 120);
+        assert_eq!(groups, vec![4; 10]);
+        assert_eq!(reader.position(), 40);
+        // Ingest closes; the writer ends once the reader (which may append) is gone.
+        drop(batches_tx);
+        assert!(reader
+            .next_group(10, Duration::ZERO)
+            .await
+            .expect("read")
+            .is_none());
+        drop(reader);
+        drop(handle);
+        tokio::time::timeout(Duration::from_secs(10), writer)
+            .await
+            .expect("the writer ends")
+            .expect("no panic");
     }
 }
