@@ -296,6 +296,10 @@ async fn full_queues_drop_and_count_instead_of_blocking() {
         "at most 1 in flight and 2 queued reach the webhook: {report:?}"
     );
     assert!(r.requests().len() <= 1, "one request in flight");
+    assert_eq!(
+        closed.dropped_webhook, report.handled,
+        "what the webhook held at the deadline (in flight and queued) is counted as dropped too"
+    );
 }
 
 /// Values of hour `h` of `district` with `x`.

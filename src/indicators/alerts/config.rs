@@ -618,6 +618,44 @@ severity = "info"
         assert_eq!(again.alerts.rules(), rules);
     }
 
+    /// The `[alerts]` section of `config/default.toml` with its commented example uncommented:
+    /// `# key = ...` and `# [[alerts.rules]]` lines lose their `# `.
+    #[test]
+    fn the_commented_example_in_default_toml_is_valid() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml");
+        let text = std::fs::read_to_string(path).expect("config/default.toml");
+        let section = &text[text.find("[alerts]").expect("an [alerts] section")..];
+        let example: String = section
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest)
+                    if rest.starts_with("[[")
+                        || rest.split_once(" = ").is_some_and(|(k, _)| {
+                            !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                        }) =>
+                {
+                    format!("{rest}\n")
+                }
+                _ => format!("{line}\n"),
+            })
+            .collect();
+        let s = load(&example).unwrap_or_else(|e| panic!("{e}\n{example}"));
+        let names: Vec<String> = s.alerts.rules().into_iter().map(|r| r.name).collect();
+        assert_eq!(
+            names,
+            [
+                "aqi_unhealthy",
+                "traffic_jam",
+                "kz_pollution_high",
+                "meter_silent"
+            ]
+        );
+        assert!(s.alerts.webhook_url.is_some());
+        // As shipped (commented): no rules, no webhook.
+        let shipped = load(section).expect("the section as shipped");
+        assert!(shipped.alerts.rules.is_empty() && shipped.alerts.webhook_url.is_none());
+    }
+
     #[test]
     fn no_alerts_section_means_no_rules() {
         let s = load("").expect("valid");

@@ -37,11 +37,14 @@ pub struct Counters {
     pub(super) webhook_retries: AtomicU64,
     pub(super) dropped_all: AtomicU64,
     pub(super) dropped_webhook: AtomicU64,
+    /// Events queued for the webhook or being delivered.
+    pub(super) webhook_pending: AtomicU64,
 }
 
 impl Counters {
-    pub(super) fn add(c: &AtomicU64) {
-        c.fetch_add(1, Ordering::Relaxed);
+    /// Adds one; returns the new count.
+    pub(super) fn add(c: &AtomicU64) -> u64 {
+        c.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     fn report(&self) -> AlertReport {
@@ -71,7 +74,8 @@ pub struct AlertReport {
     pub webhook_retries: u64,
     /// Dropped because the outputs' queue was full (reached no output).
     pub dropped_all: u64,
-    /// Dropped because the webhook's queue was full (logged and published all the same).
+    /// Not sent to the webhook because its queue was full (logged and published all the same),
+    /// or abandoned at the shutdown deadline.
     pub dropped_webhook: u64,
 }
 
@@ -144,12 +148,14 @@ impl AlertSender {
                         ev
                     }
                 };
-                Counters::add(&self.counters.dropped_all);
+                let dropped = Counters::add(&self.counters.dropped_all);
                 metrics::counter!("qala_alerts_dropped_total", "output" => "all").increment(1);
-                tracing::warn!(
-                    rule = %event.rule, state = event.state.as_str(),
-                    "alert dropped: the alert outputs' queue is full (alerts.queue)"
-                );
+                if dropped.is_power_of_two() {
+                    tracing::warn!(
+                        rule = %event.rule, state = event.state.as_str(), dropped,
+                        "alert dropped: the alert outputs' queue is full (alerts.queue); logged at 1, 2, 4, 8, ... drops"
+                    );
+                }
                 false
             }
         }
@@ -198,7 +204,16 @@ impl AlertHandle {
         if let Some(mut task) = webhook {
             if tokio::time::timeout_at(until, &mut task).await.is_err() {
                 task.abort();
-                tracing::warn!("alert webhook deliveries abandoned at the shutdown deadline");
+                let abandoned = counters.webhook_pending.swap(0, Ordering::Relaxed);
+                counters
+                    .dropped_webhook
+                    .fetch_add(abandoned, Ordering::Relaxed);
+                metrics::counter!("qala_alerts_dropped_total", "output" => "webhook")
+                    .increment(abandoned);
+                tracing::warn!(
+                    abandoned,
+                    "alert webhook deliveries abandoned at the shutdown deadline"
+                );
             }
         }
         counters.report()
@@ -226,13 +241,17 @@ async fn run_outputs(
             Counters::add(&counters.published);
         }
         if let Some(webhook) = &webhook {
+            Counters::add(&counters.webhook_pending);
             if webhook.try_send((event.rule.clone(), body)).is_err() {
-                Counters::add(&counters.dropped_webhook);
+                counters.webhook_pending.fetch_sub(1, Ordering::Relaxed);
+                let dropped = Counters::add(&counters.dropped_webhook);
                 metrics::counter!("qala_alerts_dropped_total", "output" => "webhook").increment(1);
-                tracing::warn!(
-                    rule = %event.rule, state = event.state.as_str(),
-                    "alert not sent to the webhook: its queue is full (alerts.queue)"
-                );
+                if dropped.is_power_of_two() {
+                    tracing::warn!(
+                        rule = %event.rule, state = event.state.as_str(), dropped,
+                        "alert not sent to the webhook: its queue is full (alerts.queue); logged at 1, 2, 4, 8, ... drops"
+                    );
+                }
             }
         }
     }
@@ -245,6 +264,7 @@ async fn run_webhook(
 ) {
     while let Some((rule, body)) = rx.recv().await {
         webhook.deliver(&body, &rule, &counters).await;
+        counters.webhook_pending.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
