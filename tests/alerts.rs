@@ -241,22 +241,31 @@ async fn webhook_400_is_not_retried_and_is_counted() {
     );
 }
 
+/// Sends one event to `url` with `webhook_max_retries = 2`; waits until it is given up and
+/// checks it was tried three times.
+async fn given_up_after_two_retries(url: &str, what: &str) {
+    let h = AlertOutputs::new(&webhook_settings(url, 16, 2), None)
+        .expect("outputs")
+        .start();
+    assert!(h.sender().send(event("aqi_given_up", 0)));
+    wait_report(&h, "giving up", |r| r.webhook_failed == 1).await;
+    let report = h.close(Duration::from_secs(5)).await;
+    println!("webhook {what}: {report:?}");
+    assert_eq!((report.webhook_delivered, report.webhook_retries), (0, 2));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_gives_up_after_max_retries() {
     let (r, url) = receiver(vec![(500, None)], Duration::ZERO).await;
-    let h = AlertOutputs::new(&webhook_settings(&url, 16, 2), None)
-        .expect("outputs")
-        .start();
-    assert!(h.sender().send(event("aqi_500", 0)));
-    wait_report(&h, "giving up", |r| r.webhook_failed == 1).await;
-    let report = h.close(Duration::from_secs(5)).await;
-    println!("webhook 500 ×3: {report:?}");
-    assert_eq!(
-        r.requests().len(),
-        3,
-        "the first attempt and webhook_max_retries = 2 retries"
-    );
-    assert_eq!((report.webhook_delivered, report.webhook_retries), (0, 2));
+    given_up_after_two_retries(&url, "500 ×3").await;
+    assert_eq!(r.requests().len(), 3, "the first attempt and 2 retries");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_network_errors_are_retried_then_given_up() {
+    // A port nobody listens on: every attempt is refused by the kernel.
+    let url = format!("http://127.0.0.1:{}/hook", free_port());
+    given_up_after_two_retries(&url, "unreachable").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

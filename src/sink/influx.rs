@@ -388,7 +388,7 @@ fn server_message(body: &[u8]) -> String {
 }
 
 /// `e` and its sources, each once.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -660,6 +660,25 @@ severity = "info"
     fn no_alerts_section_means_no_rules() {
         let s = load("").expect("valid");
         assert!(s.alerts.rules.is_empty() && s.alerts.webhook_url.is_none() && s.alerts.mqtt);
+        // The environment sets the webhook (and, as text, numbers and durations).
+        let env = [
+            ("QALA__ALERTS__WEBHOOK_URL", "http://127.0.0.1:9000/hook"),
+            ("QALA__ALERTS__QUEUE", "64"),
+            ("QALA__ALERTS__WEBHOOK_GIVE_UP", "1h"),
+        ];
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let s = Settings::load_from(None, env).expect("valid");
+        assert_eq!(
+            s.alerts.webhook_url.as_deref(),
+            Some("http://127.0.0.1:9000/hook")
+        );
+        assert_eq!(
+            (s.alerts.queue, s.alerts.webhook_give_up),
+            (64, Duration::from_secs(3600))
+        );
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub enum AlertError {
 /// Counts of what the outputs did, shared by the tasks.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// Events taken into the outputs' queue.
+    pub(super) accepted: AtomicU64,
     pub(super) handled: AtomicU64,
     pub(super) published: AtomicU64,
     pub(super) webhook_delivered: AtomicU64,
@@ -72,7 +74,8 @@ pub struct AlertReport {
     /// Refused by the webhook (3xx/4xx), or given up after retries.
     pub webhook_failed: u64,
     pub webhook_retries: u64,
-    /// Dropped because the outputs' queue was full (reached no output).
+    /// Dropped because the outputs' queue was full (reached no output), or abandoned in it at
+    /// the shutdown deadline.
     pub dropped_all: u64,
     /// Not sent to the webhook because its queue was full (logged and published all the same),
     /// or abandoned at the shutdown deadline.
@@ -141,7 +144,10 @@ impl AlertSender {
     /// Queues `event`; false (logged, counted) when the queue is full or the outputs stopped.
     pub fn send(&self, event: AlertEvent) -> bool {
         match self.tx.try_send(event) {
-            Ok(()) => true,
+            Ok(()) => {
+                Counters::add(&self.counters.accepted);
+                true
+            }
             Err(e) => {
                 let event = match e {
                     mpsc::error::TrySendError::Full(ev) | mpsc::error::TrySendError::Closed(ev) => {
@@ -199,7 +205,16 @@ impl AlertHandle {
         let until = tokio::time::Instant::now() + deadline;
         if tokio::time::timeout_at(until, &mut outputs).await.is_err() {
             outputs.abort();
-            tracing::warn!("alert outputs did not finish within the shutdown deadline");
+            let abandoned = counters
+                .accepted
+                .load(Ordering::Relaxed)
+                .saturating_sub(counters.handled.load(Ordering::Relaxed));
+            counters.dropped_all.fetch_add(abandoned, Ordering::Relaxed);
+            metrics::counter!("qala_alerts_dropped_total", "output" => "all").increment(abandoned);
+            tracing::warn!(
+                abandoned,
+                "alert outputs did not finish within the shutdown deadline"
+            );
         }
         if let Some(mut task) = webhook {
             if tokio::time::timeout_at(until, &mut task).await.is_err() {
@@ -300,8 +315,9 @@ fn describe_metrics() {
         "qala_alert_webhook_retries_total",
         "Failed webhook attempts that were retried"
     );
+    // Present from the start, at zero (`increment(0)`: a second start must not reset them).
     for output in ["all", "webhook"] {
-        metrics::counter!("qala_alerts_dropped_total", "output" => output).absolute(0);
+        metrics::counter!("qala_alerts_dropped_total", "output" => output).increment(0);
     }
-    metrics::counter!("qala_alert_webhook_failures_total").absolute(0);
+    metrics::counter!("qala_alert_webhook_failures_total").increment(0);
 }

@@ -10,6 +10,7 @@ use reqwest::header::CONTENT_TYPE;
 
 use super::config::AlertSettings;
 use super::outputs::Counters;
+use crate::sink::influx::error_chain;
 use crate::sink::retry;
 
 /// Most bytes of an error answer kept for the log.
@@ -20,6 +21,8 @@ const ERROR_BODY_MAX: usize = 1024;
 pub struct Webhook {
     client: reqwest::Client,
     url: reqwest::Url,
+    /// `scheme://host:port` for logs: a webhook's path often holds its secret.
+    origin: String,
     max_retries: u32,
     give_up: Duration,
 }
@@ -59,6 +62,7 @@ impl Webhook {
             .map_err(|e| format!("cannot build the webhook client for {text}: {e}"))?;
         Ok(Some(Webhook {
             client,
+            origin: url.origin().ascii_serialization(),
             url,
             max_retries: settings.webhook_max_retries,
             give_up: settings.webhook_give_up,
@@ -80,7 +84,7 @@ impl Webhook {
                     Counters::add(&counters.webhook_failed);
                     metrics::counter!("qala_alert_webhook_failures_total").increment(1);
                     tracing::warn!(
-                        rule, url = %self.url, error = %why,
+                        rule, webhook = %self.origin, error = %why,
                         "the alert webhook refused the event; not retried"
                     );
                     return Delivery::Refused(why);
@@ -91,7 +95,7 @@ impl Webhook {
                         Counters::add(&counters.webhook_failed);
                         metrics::counter!("qala_alert_webhook_failures_total").increment(1);
                         tracing::warn!(
-                            rule, url = %self.url, attempts = attempt, error = %why,
+                            rule, webhook = %self.origin, attempts = attempt, error = %why,
                             "alert webhook delivery given up"
                         );
                         return Delivery::GaveUp(why);
@@ -102,7 +106,7 @@ impl Webhook {
             Counters::add(&counters.webhook_retries);
             metrics::counter!("qala_alert_webhook_retries_total").increment(1);
             tracing::debug!(
-                rule, url = %self.url, attempt, error = %why, wait = ?wait,
+                rule, webhook = %self.origin, attempt, error = %why, wait = ?wait,
                 "alert webhook failed; retrying"
             );
             tokio::time::sleep(wait).await;
@@ -123,7 +127,9 @@ impl Webhook {
                 } else {
                     "failed"
                 };
-                return Attempt::Retry(format!("POST {what}: {e}"), None);
+                // Without the URL: a webhook's path often holds its secret.
+                let e = e.without_url();
+                return Attempt::Retry(format!("POST {what}: {}", error_chain(&e)), None);
             }
         };
         let code = response.status().as_u16();
