@@ -44,6 +44,8 @@ pub struct Settings {
     pub validation: ValidationSettings,
     pub pipeline: PipelineSettings,
     pub spool: crate::spool::SpoolSettings,
+    /// `[alerts]` and `[[alerts.rules]]`.
+    pub alerts: crate::indicators::alerts::AlertSettings,
     /// `[[routes]]`, in match order; none: the default layout `city/{city}/{district}/{kind}/{sensor_id}`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<RouteSettings>,
@@ -631,6 +633,9 @@ impl Settings {
         if self.pipeline.queue == 0 {
             return Err(key_err("pipeline.queue", "must be at least 1"));
         }
+        self.alerts
+            .compile()
+            .map_err(|(key, why)| key_err(&key, why))?;
         Ok(())
     }
 

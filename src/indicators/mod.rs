@@ -2,6 +2,7 @@
 //! branch of the data path. The maths is pure functions over numbers and windows, each table a
 //! piece of data naming its source; the engine that feeds them windows comes on top.
 
+pub mod alerts;
 pub mod aqi;
 pub mod catalog;
 pub mod eaqi;

@@ -33,11 +33,9 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use reqwest::header::{
-    HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, LOCATION, RETRY_AFTER,
-};
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, LOCATION};
 
-use super::{line_protocol, ErrorClass, Sink, SinkError};
+use super::{line_protocol, retry, ErrorClass, Sink, SinkError};
 use crate::config::InfluxSettings;
 use crate::ingest::mqtt::now_ns;
 use crate::model::{DeadLetter, Reading, Reason, Rejection};
@@ -165,27 +163,14 @@ impl InfluxSink {
     async fn answer(&self, mut response: reqwest::Response) -> Answer {
         let code = response.status().as_u16();
         let treatment = treatment(code);
-        let retry_after = match code {
-            429 | 503 => response
-                .headers()
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, SystemTime::now())),
-            _ => None,
-        };
+        let retry_after = retry::retry_after(&response);
         let location = response
             .headers()
             .get(LOCATION)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         // Read (a bounded part of) the body: the message, and a reusable connection.
-        let mut body = Vec::new();
-        while body.len() < ERROR_BODY_MAX {
-            match response.chunk().await {
-                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-                Ok(None) | Err(_) => break,
-            }
-        }
+        let body = retry::read_body(&mut response, ERROR_BODY_MAX).await;
         if treatment == Treatment::Stored {
             return Answer::Stored;
         }
@@ -403,7 +388,7 @@ fn server_message(body: &[u8]) -> String {
 }
 
 /// `e` and its sources, each once.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

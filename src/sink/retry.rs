@@ -31,6 +31,32 @@ pub fn wait(attempt: u32, unit: f64, retry_after: Option<Duration>) -> Duration 
     backoff(attempt, unit).max(retry_after.unwrap_or(Duration::ZERO))
 }
 
+/// The wait a 429 or 503 answer asks for in its `Retry-After` header (seconds or an HTTP-date),
+/// capped at [`super::influx::MAX_RETRY_AFTER`]; None for other answers or without one.
+pub fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    match response.status().as_u16() {
+        429 | 503 => response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| super::influx::parse_retry_after(v, std::time::SystemTime::now())),
+        _ => None,
+    }
+}
+
+/// Reads at most about `max` bytes of an answer's body (its message, and the connection back
+/// to the pool); the rest is dropped with the connection.
+pub async fn read_body(response: &mut reqwest::Response, max: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    while body.len() < max {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    body
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
