@@ -44,6 +44,7 @@ pub struct Settings {
     pub validation: ValidationSettings,
     pub pipeline: PipelineSettings,
     pub spool: crate::spool::SpoolSettings,
+    pub indicators: IndicatorSettings,
     /// `[alerts]` and `[[alerts.rules]]`.
     pub alerts: crate::indicators::alerts::AlertSettings,
     /// `[[routes]]`, in match order; none: the default layout `city/{city}/{district}/{kind}/{sensor_id}`.
@@ -265,6 +266,90 @@ impl Default for PipelineSettings {
             batch_size: 1_000,
             queue: 4_096,
             drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `[indicators]`: the engine that turns readings into the standard's indicators.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IndicatorSettings {
+    pub enabled: bool,
+    /// The catalog file; unset: the catalog built into the binary (config/indicators.toml).
+    pub catalog: Option<PathBuf>,
+    /// The cities' offset from UTC, whole hours (`+05:00`: all of Kazakhstan since 1 March 2024).
+    pub utc_offset: String,
+    /// The watermark trails the newest device time by this much.
+    #[serde(with = "human_duration")]
+    pub watermark_delay: Duration,
+    /// Late data within this of the watermark updates its window, which is emitted again.
+    #[serde(with = "human_duration")]
+    pub allowed_lateness: Duration,
+    /// A city silent this long has its watermark carried on by the wall clock.
+    #[serde(with = "human_duration")]
+    pub idle_timeout: Duration,
+    /// How often the engine's state is saved (and its spool cursor moved).
+    #[serde(with = "human_duration")]
+    pub checkpoint_interval: Duration,
+    /// Publish every value retained at `qala/indicators/...` on the broker.
+    pub publish_mqtt: bool,
+}
+
+impl Default for IndicatorSettings {
+    fn default() -> Self {
+        IndicatorSettings {
+            enabled: true,
+            catalog: None,
+            utc_offset: "+05:00".into(),
+            watermark_delay: Duration::from_secs(120),
+            allowed_lateness: Duration::from_secs(3600),
+            idle_timeout: Duration::from_secs(300),
+            checkpoint_interval: Duration::from_secs(60),
+            publish_mqtt: true,
+        }
+    }
+}
+
+impl IndicatorSettings {
+    /// The catalog, loaded and validated.
+    pub fn load_catalog(&self) -> Result<crate::indicators::catalog::Catalog, ConfigError> {
+        use crate::indicators::catalog::Catalog;
+        match &self.catalog {
+            Some(p) => Catalog::load(p).map_err(|e| key_err("indicators.catalog", e.to_string())),
+            None => Catalog::parse(crate::indicators::catalog::BUILTIN)
+                .map_err(|e| key_err("indicators.catalog", e.to_string())),
+        }
+    }
+
+    /// `utc_offset` in whole hours.
+    pub fn offset_hours(&self) -> Result<i64, ConfigError> {
+        let t = self.utc_offset.trim();
+        let bad = || {
+            key_err(
+                "indicators.utc_offset",
+                format!("{t:?}: write it as +HH:MM in whole hours, e.g. \"+05:00\""),
+            )
+        };
+        let (sign, rest) = match t.as_bytes().first() {
+            Some(b'+') => (1, &t[1..]),
+            Some(b'-') => (-1, &t[1..]),
+            _ => return Err(bad()),
+        };
+        let (h, m) = rest.split_once(':').ok_or_else(bad)?;
+        let h: i64 = h.parse().map_err(|_| bad())?;
+        if m != "00" || !(0..=14).contains(&h) {
+            return Err(bad());
+        }
+        Ok(sign * h)
+    }
+
+    /// The engine's settings.
+    pub fn engine(&self) -> crate::indicators::engine::EngineSettings {
+        crate::indicators::engine::EngineSettings {
+            utc_offset_hours: self.offset_hours().unwrap_or(5),
+            watermark_delay: self.watermark_delay,
+            allowed_lateness: self.allowed_lateness,
+            idle_timeout: self.idle_timeout,
         }
     }
 }
@@ -636,6 +721,27 @@ impl Settings {
         self.alerts
             .compile()
             .map_err(|(key, why)| key_err(&key, why))?;
+        let ind = &self.indicators;
+        ind.offset_hours()?;
+        if ind.enabled {
+            let catalog = ind.load_catalog()?;
+            // Alert rules name indicators (and levels) of the catalog.
+            self.alerts
+                .check_catalog(|id| catalog.get(id).map(|d| d.level_keys()))
+                .map_err(|(key, why)| key_err(&key, why))?;
+        }
+        if ind.allowed_lateness > Duration::from_secs(7 * 86_400) {
+            return Err(key_err(
+                "indicators.allowed_lateness",
+                "at most 7d: windows stay in memory that long",
+            ));
+        }
+        if ind.checkpoint_interval < Duration::from_secs(1) {
+            return Err(key_err("indicators.checkpoint_interval", "at least 1s"));
+        }
+        if ind.watermark_delay > Duration::from_secs(86_400) {
+            return Err(key_err("indicators.watermark_delay", "at most 1d"));
+        }
         Ok(())
     }
 

@@ -13,7 +13,13 @@ use crate::api::{self, ApiState};
 use crate::broker::{self, BrokerError, EmbeddedBroker};
 use crate::config::{ConfigError, Settings};
 use crate::ingest::mqtt::{self, Phase, SessionHandle};
+use crate::indicators::alerts::{AlertHandle, AlertOutputs, AlertSender, Alerts};
+use crate::indicators::{
+    self,
+    run::{LatestStore, Outlet, RunSettings},
+};
 use crate::ingest::AckToken;
+use crate::registry::Registry;
 use crate::normalize::Normaliser;
 use crate::pipeline::{self, Batch};
 use crate::sink::influx::InfluxSink;
@@ -40,6 +46,9 @@ pub enum StartError {
     },
 }
 
+/// The indicator engine's name as a spool reader.
+const INDICATORS: &str = "indicators";
+
 /// Batches queued for the spool writer before the batcher waits (backpressure).
 const SPOOL_QUEUE: usize = 8;
 /// Committed batches' acks queued for the acker.
@@ -60,6 +69,7 @@ pub struct Gateway {
     http: JoinHandle<()>,
     http_stop: Option<tokio::sync::oneshot::Sender<()>>,
     upkeep: JoinHandle<()>,
+    alerts: Option<AlertHandle>,
     drain_timeout: Duration,
     _broker: Option<EmbeddedBroker>,
 }
@@ -108,6 +118,13 @@ impl Gateway {
         if influx.is_some() {
             names.push("influxdb");
         }
+        // The indicator engine reads the spool like a sink (its own cursor).
+        let catalog = if settings.indicators.enabled {
+            names.push(INDICATORS);
+            Some(Arc::new(settings.indicators.load_catalog()?))
+        } else {
+            None
+        };
 
         // The spool, with each sink's cursor: sinks resume where they stopped.
         let spool = Spool::open(&settings.spool, &names).map_err(|e| StartError::Spool {
@@ -146,6 +163,44 @@ impl Gateway {
                     influx,
                     spool.reader("influxdb", progress[1].committed.load(Ordering::Acquire)),
                     progress[1].clone(),
+                    abort_rx.clone(),
+                ),
+                phase_rx.clone(),
+                pipeline_alive.clone(),
+            ));
+        }
+        let (registry_tx, registry_rx) = watch::channel(Arc::new(Registry::default()));
+        let alert_outputs = if catalog.is_some() && !settings.alerts.rules().is_empty() {
+            Some(AlertOutputs::new(&settings.alerts, None).map_err(|e| ConfigError::Key { key: "alerts".into(), message: e.to_string() })?.start())
+        } else {
+            None
+        };
+        let latest = Arc::new(LatestStore::default());
+        if let Some(catalog) = catalog {
+            let at = names.iter().position(|n| *n == INDICATORS).unwrap_or(0);
+            let engine_progress = progress[at].clone();
+            let reader = spool.reader(
+                INDICATORS,
+                engine_progress.committed.load(Ordering::Acquire),
+            );
+            let outlet = ValueOutlet {
+                alerts: Alerts::new(settings.alerts.rules()),
+                alert_tx: alert_outputs.as_ref().map(|h| h.sender()),
+            };
+            sink_tasks.push(supervise(
+                "indicator engine",
+                indicators::run::run(
+                    catalog,
+                    RunSettings {
+                        engine: settings.indicators.engine(),
+                        checkpoint_interval: settings.indicators.checkpoint_interval,
+                        spool_dir: settings.spool.dir.clone(),
+                    },
+                    registry_rx,
+                    reader,
+                    engine_progress,
+                    latest.clone(),
+                    outlet,
                     abort_rx.clone(),
                 ),
                 phase_rx.clone(),
@@ -212,6 +267,7 @@ impl Gateway {
             sessions: sessions.clone(),
             sinks: progress,
             pipeline_alive,
+            indicators: latest,
         };
         let (http_addr, http) = api::serve(http_addr, state, async {
             let _ = stop_rx.await;
@@ -237,6 +293,7 @@ impl Gateway {
             http,
             http_stop: Some(stop_tx),
             upkeep,
+            alerts: alert_outputs,
             drain_timeout: settings.pipeline.drain_timeout,
             _broker: embedded,
         })
@@ -298,6 +355,10 @@ impl Gateway {
             join(t).await;
         }
         join(&mut self.spool_writer).await;
+        if let Some(alerts) = self.alerts.take() {
+            // The engine (and its senders) has ended: deliver what is queued, briefly.
+            alerts.close(Duration::from_secs(2)).await;
+        }
         let _ = self.phase.send(Phase::Disconnect);
         for s in &self.sessions {
             let _ = s.client.try_disconnect();
@@ -316,6 +377,34 @@ impl Gateway {
         let _ = (&mut self.http).await;
         self.upkeep.abort();
         tracing::info!("stopped");
+    }
+}
+
+/// Where the engine's values go once durable: alert rules (and their outputs).
+struct ValueOutlet {
+    alerts: Alerts,
+    alert_tx: Option<AlertSender>,
+}
+
+impl Outlet for ValueOutlet {
+    fn values(&mut self, values: &[crate::indicators::IndicatorValue]) {
+        if let Some(tx) = &self.alert_tx {
+            for v in values {
+                tx.send_all(self.alerts.on_value(v));
+            }
+        }
+    }
+
+    fn staleness(
+        &mut self,
+        registry: &Registry,
+        last_seen: &dyn Fn(&str) -> Option<i64>,
+        now_ns: i64,
+    ) {
+        if let (Some(tx), true) = (&self.alert_tx, self.alerts.has_stale_rules()) {
+            let sensors = registry.iter().map(|s| (s.as_ref(), last_seen(&s.sensor_id)));
+            tx.send_all(self.alerts.on_staleness(sensors, now_ns));
+        }
     }
 }
 

@@ -5,13 +5,17 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use crate::indicators::run::LatestStore;
+use crate::indicators::{IndicatorValue, Scope};
+use crate::model::Sphere;
 
 use crate::ingest::mqtt::SessionHandle;
 use crate::sink::SinkProgress;
@@ -24,6 +28,83 @@ pub struct ApiState {
     pub sinks: Vec<Arc<SinkProgress>>,
     /// False once a pipeline task (batcher, acker, a sink) died while running.
     pub pipeline_alive: Arc<std::sync::atomic::AtomicBool>,
+    /// The latest indicator values, per series.
+    pub indicators: Arc<LatestStore>,
+}
+
+/// `GET /api/v1/indicators` filters; each given one must match exactly.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndicatorQuery {
+    pub sphere: Option<String>,
+    pub indicator: Option<String>,
+    pub city: Option<String>,
+    pub district: Option<String>,
+    pub scope: Option<String>,
+    pub sensor_id: Option<String>,
+    pub component: Option<String>,
+    pub window: Option<String>,
+    /// true: only valid values; false: only invalid ones.
+    pub valid: Option<bool>,
+}
+
+impl IndicatorQuery {
+    fn accepts(&self, v: &IndicatorValue) -> bool {
+        let is = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
+        is(&self.sphere, v.sphere.as_str())
+            && is(&self.indicator, &v.indicator)
+            && is(&self.city, &v.city)
+            && is(&self.district, &v.district)
+            && is(&self.scope, v.scope.as_str())
+            && is(&self.sensor_id, &v.sensor_id)
+            && is(&self.component, &v.component)
+            && is(&self.window, &v.window)
+            && self.valid.is_none_or(|want| want == v.is_valid())
+    }
+}
+
+/// The latest value of every series the filters accept, as JSON (the same document the retained
+/// MQTT topics carry). A filter naming an unknown sphere or scope is refused with 400.
+async fn indicators(
+    State(s): State<ApiState>,
+    query: Result<Query<IndicatorQuery>, axum::extract::rejection::QueryRejection>,
+) -> impl IntoResponse {
+    let Query(q) = match query {
+        Ok(q) => q,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(serde_json::json!({ "error": e.body_text() })),
+            )
+        }
+    };
+    if let Some(sp) = &q.sphere {
+        if !Sphere::ALL.iter().any(|x| x.as_str() == sp) {
+            let known: Vec<&str> = Sphere::ALL.iter().map(|x| x.as_str()).collect();
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(serde_json::json!({ "error": format!("sphere {sp:?} is not one of: {}", known.join(", ")) })),
+            );
+        }
+    }
+    if let Some(sc) = &q.scope {
+        if Scope::parse(sc).is_none() {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(serde_json::json!({ "error": format!("scope {sc:?} is not one of: sensor, district, city") })),
+            );
+        }
+    }
+    let values: Vec<serde_json::Value> = s
+        .indicators
+        .select(|v| q.accepts(v))
+        .iter()
+        .map(IndicatorValue::to_json)
+        .collect();
+    (
+        StatusCode::OK,
+        Json(serde_json::json!({ "count": values.len(), "values": values })),
+    )
 }
 
 #[derive(Serialize)]
@@ -47,6 +128,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(ready))
         .route("/metrics", get(render_metrics))
+        .route("/api/v1/indicators", get(indicators))
         .with_state(state)
 }
 

@@ -277,6 +277,38 @@ impl IndicatorDef {
             .map(|l| l.key.clone())
     }
 
+    /// Every level key a value can carry: the entry's levels, else the function's own.
+    pub fn level_keys(&self) -> Vec<String> {
+        if !self.levels.is_empty() {
+            return self.levels.iter().map(|l| l.key.clone()).collect();
+        }
+        let own: &[&str] = match self.function {
+            Function::UsAqiNowcast | Function::UsAqiDaily => &[
+                "good",
+                "moderate",
+                "unhealthy_for_sensitive_groups",
+                "unhealthy",
+                "very_unhealthy",
+                "hazardous",
+                "beyond_aqi",
+            ],
+            Function::KzSi | Function::KzNp | Function::KzIza5 | Function::KzPollutionLevel => {
+                &["low", "elevated", "high", "very_high"]
+            }
+            Function::EaqiLevel => &[
+                "good",
+                "fair",
+                "moderate",
+                "poor",
+                "very_poor",
+                "extremely_poor",
+            ],
+            Function::LevelOfService => &["A", "B", "C", "D", "E", "F"],
+            _ => &[],
+        };
+        own.iter().map(|s| (*s).to_owned()).collect()
+    }
+
     /// The metrics read (the entry's, else the function's defaults for its kinds).
     pub fn metrics(&self) -> &[String] {
         &self.inputs.metrics

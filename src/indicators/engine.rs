@@ -153,6 +153,14 @@ impl Engine {
         self.counts
     }
 
+    /// A sensor's newest device time.
+    pub fn last_seen(&self, sensor_id: &str) -> Option<i64> {
+        self.index
+            .get(sensor_id)
+            .map(|&i| self.sensors[i].last_seen_ns)
+            .filter(|t| *t != i64::MIN)
+    }
+
     pub fn sensors(&self) -> usize {
         self.sensors.len()
     }
@@ -311,6 +319,7 @@ impl Engine {
             c.watermark_ns = c.watermark_ns.max(wm);
             let wm = c.watermark_ns;
             let (min_hour, hours_done, days_done) = (c.min_hour, c.hours_done, c.days_done);
+            let hours_before = hours_done.unwrap_or(min_hour);
             let mut h = hours_done.unwrap_or(min_hour);
             let mut d = days_done.unwrap_or_else(|| self.day_of(min_hour * HOUR_NS));
             let mut closed_hours = Vec::new();
@@ -342,7 +351,7 @@ impl Engine {
                 self.day_span(self.day_of(wm - self.settings.allowed_lateness.as_nanos() as i64))
                     .first_hour,
             ) - 12;
-            if hours_done % 6 == 0 || !out.is_empty() {
+            if hours_done != hours_before {
                 for s in self.sensors.iter_mut().filter(|s| s.city == city) {
                     s.prune(keep_from);
                 }

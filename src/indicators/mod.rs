@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod aqi;
 pub mod catalog;
 pub mod eaqi;
+pub mod run;
 pub mod engine;
 pub mod evaluate;
 pub mod kz;

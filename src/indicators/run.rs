@@ -1,0 +1,299 @@
+//! The engine's task: a spool reader like the sinks (its own cursor), so it sees every committed
+//! reading exactly once per snapshot and never holds up ingestion while it keeps up. The values
+//! it computes go back into the spool (the sinks store them with the readings' guarantees); once
+//! durable they become visible: the latest per series for `GET /api/v1/indicators`, retained MQTT
+//! topics, alert rules. State survives restarts as a snapshot (CBOR) written with the seq it
+//! covers, then the cursor: after a crash, batches already in the snapshot are skipped.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::indicators::catalog::Catalog;
+use crate::indicators::engine::{Engine, EngineSettings, Snapshot};
+use crate::indicators::value::IndicatorValue;
+use crate::ingest::mqtt::now_ns;
+use crate::pipeline::Batch;
+use crate::registry::Registry;
+use crate::sink::SinkProgress;
+use crate::spool::SpoolReader;
+
+/// The latest value of every series, for the API.
+#[derive(Debug, Default)]
+pub struct LatestStore {
+    by_series: RwLock<HashMap<String, IndicatorValue>>,
+}
+
+impl LatestStore {
+    /// Keeps each value unless the store holds a later window of its series.
+    pub fn put(&self, values: &[IndicatorValue]) {
+        let Ok(mut m) = self.by_series.write() else {
+            return;
+        };
+        for v in values {
+            let key = v.series_key();
+            match m.get(&key) {
+                Some(old) if old.window_start_ns > v.window_start_ns => {}
+                _ => {
+                    m.insert(key, v.clone());
+                }
+            }
+        }
+    }
+
+    /// The values `keep` accepts, sorted by series.
+    pub fn select(&self, keep: impl Fn(&IndicatorValue) -> bool) -> Vec<IndicatorValue> {
+        let Ok(m) = self.by_series.read() else {
+            return Vec::new();
+        };
+        let mut v: Vec<IndicatorValue> = m.values().filter(|x| keep(x)).cloned().collect();
+        v.sort_by(|a, b| a.series_key().cmp(&b.series_key()));
+        v
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_series.read().map_or(0, |m| m.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Where values go once durable, besides the store (retained MQTT, alerts).
+pub trait Outlet: Send + 'static {
+    fn values(&mut self, values: &[IndicatorValue]);
+    /// About once a minute: the registry and each sensor's newest device time (None: never
+    /// heard from), for staleness rules.
+    fn staleness(
+        &mut self,
+        _registry: &Registry,
+        _last_seen: &dyn Fn(&str) -> Option<i64>,
+        _now_ns: i64,
+    ) {
+    }
+}
+
+/// An outlet that keeps nothing (tests, benches).
+pub struct NoOutlet;
+
+impl Outlet for NoOutlet {
+    fn values(&mut self, _values: &[IndicatorValue]) {}
+}
+
+/// How often staleness is checked.
+const STALENESS_EVERY: Duration = Duration::from_secs(60);
+
+/// The snapshot as stored.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    /// Every batch up to this seq is in the state.
+    seq: u64,
+    catalog_version: String,
+    engine: Snapshot,
+}
+
+fn snapshot_path(dir: &Path) -> PathBuf {
+    dir.join("indicators.state")
+}
+
+/// Loads the snapshot of a previous run (None: none, or unreadable — logged; the engine starts
+/// empty and the windows open at the restart say so by their completeness).
+pub fn load_snapshot(dir: &Path, catalog: &Catalog) -> Option<(u64, Snapshot)> {
+    let path = snapshot_path(dir);
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "indicator state unreadable; starting empty");
+            return None;
+        }
+    };
+    match ciborium::from_reader::<Stored, _>(std::io::BufReader::new(file)) {
+        Ok(s) if s.catalog_version == catalog.version => Some((s.seq, s.engine)),
+        Ok(s) => {
+            tracing::warn!(was = %s.catalog_version, now = %catalog.version, "indicator catalog changed; its state starts empty");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "indicator state undecodable; starting empty");
+            None
+        }
+    }
+}
+
+fn write_snapshot(dir: &Path, stored: &Stored) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = dir.join("indicators.state.tmp");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+    ciborium::into_writer(stored, &mut f).map_err(std::io::Error::other)?;
+    f.flush()?;
+    f.get_ref().sync_data()?;
+    drop(f);
+    std::fs::rename(&tmp, snapshot_path(dir))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// The engine task's settings.
+pub struct RunSettings {
+    pub engine: EngineSettings,
+    pub checkpoint_interval: Duration,
+    pub spool_dir: PathBuf,
+}
+
+/// Values per spool record the engine appends.
+const VALUES_PER_BATCH: usize = 5_000;
+
+/// Runs the engine until the spool closes (drain) or `abort`.
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    catalog: Arc<Catalog>,
+    settings: RunSettings,
+    registry: watch::Receiver<Arc<Registry>>,
+    mut reader: SpoolReader,
+    progress: Arc<SinkProgress>,
+    store: Arc<LatestStore>,
+    mut outlet: impl Outlet,
+    mut abort: watch::Receiver<bool>,
+) {
+    let mut registry = registry;
+    let mut engine = Engine::new(
+        catalog.clone(),
+        settings.engine.clone(),
+        registry.borrow_and_update().clone(),
+    );
+    let mut done_seq = reader.position();
+    if let Some((seq, snap)) = load_snapshot(&settings.spool_dir, &catalog) {
+        engine.restore(snap);
+        done_seq = done_seq.max(seq);
+        tracing::info!(seq, sensors = engine.sensors(), "indicator state restored");
+    }
+    let late = metrics::counter!("qala_indicator_late_readings_total");
+    let reemitted = metrics::counter!("qala_indicator_reemitted_windows_total");
+    let emitted = metrics::counter!("qala_indicator_values_total");
+    let sensors = metrics::gauge!("qala_indicator_sensors");
+    let mut last_counts = engine.counts();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut checkpoint_at = tokio::time::Instant::now() + settings.checkpoint_interval;
+    let mut read_seq = done_seq;
+    let mut failures = 0u32;
+    let mut backoff = None;
+    let mut stale_at = tokio::time::Instant::now() + STALENESS_EVERY;
+    loop {
+        let mut closed = false;
+        tokio::select! {
+            g = reader.next_group(20_000, Duration::ZERO) => match g {
+                Ok(Some(group)) => {
+                    failures = 0;
+                    let now = now_ns();
+                    for b in &group {
+                        read_seq = read_seq.max(b.seq);
+                        if b.seq <= done_seq {
+                            continue;
+                        }
+                        for r in &b.readings {
+                            engine.add(r, now);
+                        }
+                    }
+                }
+                Ok(None) => closed = true,
+                Err(e) => {
+                    failures += 1;
+                    tracing::error!(error = %e, "indicator engine cannot read the spool; retrying");
+                    backoff = Some(Duration::from_millis(200 * u64::from(failures.min(25))));
+                }
+            },
+            _ = tick.tick() => {}
+            _ = abort.wait_for(|a| *a) => break,
+        }
+        if let Some(d) = backoff.take() {
+            tokio::time::sleep(d).await;
+        }
+        if registry.has_changed().unwrap_or(false) {
+            engine.set_registry(registry.borrow_and_update().clone());
+        }
+        let values = engine.advance(now_ns());
+        if !values.is_empty() {
+            emitted.increment(values.len() as u64);
+            for chunk in values.chunks(VALUES_PER_BATCH) {
+                let batch = Batch {
+                    indicators: chunk.to_vec(),
+                    ..Batch::default()
+                };
+                // Durable first, then visible.
+                if reader.append(batch).await.is_err() {
+                    tracing::warn!("spool closed: indicator values not stored");
+                    return;
+                }
+            }
+            store.put(&values);
+            outlet.values(&values);
+        }
+        if tokio::time::Instant::now() >= stale_at {
+            stale_at = tokio::time::Instant::now() + STALENESS_EVERY;
+            let reg = registry.borrow().clone();
+            outlet.staleness(&reg, &|id| engine.last_seen(id), now_ns());
+        }
+        let c = engine.counts();
+        late.increment(c.late_readings - last_counts.late_readings);
+        reemitted.increment(c.reemitted_windows - last_counts.reemitted_windows);
+        last_counts = c;
+        sensors.set(engine.sensors() as f64);
+        if closed || tokio::time::Instant::now() >= checkpoint_at {
+            done_seq = done_seq.max(read_seq);
+            if checkpoint(&mut engine, &catalog, &settings.spool_dir, done_seq, &mut reader).await {
+                // The spool may now reclaim what the snapshot covers.
+                progress.committed.store(done_seq, Ordering::Release);
+            }
+            checkpoint_at = tokio::time::Instant::now() + settings.checkpoint_interval;
+        }
+        if closed {
+            break;
+        }
+    }
+    progress.finished.store(true, Ordering::Release);
+}
+
+/// Writes the snapshot (covering `seq`), then moves the cursor to it.
+async fn checkpoint(
+    engine: &mut Engine,
+    catalog: &Catalog,
+    dir: &Path,
+    seq: u64,
+    reader: &mut SpoolReader,
+) -> bool {
+    let stored = Stored {
+        seq,
+        catalog_version: catalog.version.clone(),
+        engine: engine.snapshot(),
+    };
+    let dir = dir.to_path_buf();
+    let started = std::time::Instant::now();
+    match tokio::task::spawn_blocking(move || write_snapshot(&dir, &stored)).await {
+        Ok(Ok(())) => {
+            metrics::histogram!("qala_indicator_checkpoint_seconds")
+                .record(started.elapsed().as_secs_f64());
+            match reader.commit_cursor(seq, true).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "indicator cursor not written");
+                    false
+                }
+            }
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "indicator state not written; the cursor stays");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "indicator checkpoint task failed");
+            false
+        }
+    }
+}
