@@ -5,6 +5,7 @@
 pub mod aqi;
 pub mod eaqi;
 pub mod kz;
+pub mod publish;
 pub mod traffic;
 pub mod utilities;
 pub mod value;
