@@ -10,6 +10,7 @@ pub mod run;
 pub mod engine;
 pub mod evaluate;
 pub mod kz;
+pub mod publish;
 pub mod traffic;
 pub mod utilities;
 pub mod value;

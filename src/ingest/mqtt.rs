@@ -99,16 +99,28 @@ pub enum AckOutcome {
     Stale,
 }
 
-/// Builds the rumqttc options from config.
+/// Builds the rumqttc options of a subscriber session from config: the connection (see
+/// [`connection_options`]), a persistent session, manual acks.
 pub fn options(settings: &MqttSettings, client_id: &str) -> Result<MqttOptions, ConfigError> {
-    let url = mqtt_url(&settings.url)?;
-    let mut o = MqttOptions::new(client_id, url.host, url.port);
-    o.set_keep_alive(settings.keep_alive);
+    let mut o = connection_options(settings, client_id)?;
     o.set_clean_session(false);
     o.set_manual_acks(true);
     // Accept any size the broker sends: an oversize payload is dead-lettered by the pipeline
     // (reason too_large) instead of killing the connection and coming back forever.
     o.set_max_packet_size(268_435_455, settings.max_packet_size.max(64 * 1024));
+    Ok(o)
+}
+
+/// The connection part of the rumqttc options every Qala client shares (the subscriber
+/// sessions, the indicator publisher): the broker of `mqtt.url`, keep-alive, credentials and
+/// TLS (`mqtt.ca_file`, client certificate), under `client_id`.
+pub fn connection_options(
+    settings: &MqttSettings,
+    client_id: &str,
+) -> Result<MqttOptions, ConfigError> {
+    let url = mqtt_url(&settings.url)?;
+    let mut o = MqttOptions::new(client_id, url.host, url.port);
+    o.set_keep_alive(settings.keep_alive);
     if let (Some(user), Some(pass)) = (&settings.username, &settings.password) {
         o.set_credentials(user, pass);
     } else if let Some(user) = &settings.username {

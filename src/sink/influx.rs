@@ -1,5 +1,7 @@
 //! The InfluxDB v2 sink: line protocol over one pooled `reqwest` client (rustls),
 //! `POST {url}/api/v2/write?org=&bucket=&precision=ns` with `Authorization: Token <token>`.
+//! Readings and indicator values (measurement `indicator`) go the same way: a value the server
+//! refuses is isolated and dead-lettered like a reading (topic `influxdb:indicator/<series>`).
 //!
 //! Plain `reqwest` rather than the `influxdb2` crate: the crate's `RequestError` keeps the status
 //! and body of a refused write but drops the headers, so `Retry-After` could not be honoured.
@@ -66,6 +68,8 @@ pub struct InfluxSink {
     body: String,
     /// Byte offset just past each line of `body` (its `\n`).
     ends: Vec<usize>,
+    /// How many lines of `body` are readings; indicator values follow them.
+    reading_lines: usize,
 }
 
 impl InfluxSink {
@@ -121,6 +125,7 @@ impl InfluxSink {
             gzip_min_bytes: Some(GZIP_MIN_BYTES),
             body: String::new(),
             ends: Vec::new(),
+            reading_lines: 0,
         })
     }
 
@@ -227,12 +232,27 @@ impl InfluxSink {
     fn dead_letter(&self, batches: &[Arc<Batch>], i: usize, answered: String) -> DeadLetter {
         let line = self.lines(i, i + 1);
         let line = line.strip_suffix(b"\n").unwrap_or(line);
-        let topic = match reading_at(batches, i) {
-            Some(r) => format!(
-                "influxdb:{}/{}/{}/{}",
-                r.sensor.kind, r.sensor.city, r.sensor.district, r.sensor.sensor_id
-            ),
-            None => "influxdb:unknown".to_owned(),
+        let topic = if i < self.reading_lines {
+            match reading_at(batches, i) {
+                Some(r) => format!(
+                    "influxdb:{}/{}/{}/{}",
+                    r.sensor.kind, r.sensor.city, r.sensor.district, r.sensor.sensor_id
+                ),
+                None => "influxdb:unknown".to_owned(),
+            }
+        } else {
+            match batches
+                .iter()
+                .flat_map(|b| b.indicators.iter())
+                .nth(i - self.reading_lines)
+            {
+                Some(v) => format!(
+                    "influxdb:{}/{}",
+                    line_protocol::INDICATOR_MEASUREMENT,
+                    v.series_key()
+                ),
+                None => "influxdb:unknown".to_owned(),
+            }
         };
         DeadLetter {
             received_ns: now_ns(),
@@ -256,11 +276,20 @@ impl Sink for InfluxSink {
         self.linger
     }
 
+    fn stores_indicators(&self) -> bool {
+        true
+    }
+
     async fn write(&mut self, batches: &[Arc<Batch>]) -> Result<Vec<DeadLetter>, SinkError> {
         self.body.clear();
         self.ends.clear();
         for r in batches.iter().flat_map(|b| b.readings.iter()) {
             line_protocol::encode(&mut self.body, r);
+            self.ends.push(self.body.len());
+        }
+        self.reading_lines = self.ends.len();
+        for v in batches.iter().flat_map(|b| b.indicators.iter()) {
+            line_protocol::encode_indicator(&mut self.body, v);
             self.ends.push(self.body.len());
         }
         let lines = self.ends.len();

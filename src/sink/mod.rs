@@ -1,4 +1,4 @@
-//! Sinks: where readings are stored. Each sink runs in its own task, reads committed batches from
+//! Sinks: where readings (and the indicator engine's values) are stored. Each sink runs in its own task, reads committed batches from
 //! the spool after its cursor, coalesces them into one write, retries failures with backoff until
 //! they succeed (or the drain deadline passes), and moves its cursor.
 
@@ -72,8 +72,13 @@ pub trait Sink: Send + 'static {
     fn stores_readings(&self) -> bool {
         true
     }
-    /// Writes every reading (and dead letter, where kept) of `batches`; `Ok` means durable.
-    /// `Ok` carries the readings the server refused one by one (after the sink isolated them,
+    /// Whether this sink stores the indicator values of the batches it reads (counted in
+    /// `qala_indicator_values_stored_total`). A sink that does not skips them.
+    fn stores_indicators(&self) -> bool {
+        false
+    }
+    /// Writes every reading (and dead letter, where kept, and indicator value, where stored) of
+    /// `batches`; `Ok` means durable. `Ok` carries the points the server refused one by one (after the sink isolated them,
     /// e.g. by splitting a batch InfluxDB answered 400/422), as dead letters with reason
     /// `sink_rejected` and the server's message: everything else of `batches` is stored.
     fn write(
@@ -173,8 +178,8 @@ pub async fn run<S: Sink>(
                     }
                     progress.healthy.store(true, Ordering::Relaxed);
                     let refused_count = refused.len();
+                    let by_measurement = refused_by_measurement(&refused);
                     if !refused.is_empty() {
-                        let by_kind = refused_kinds(&refused);
                         tracing::error!(
                             sink = name, points = refused_count,
                             first = %refused[0].rejection.message,
@@ -195,10 +200,8 @@ pub async fn run<S: Sink>(
                             tracing::error!(sink = name, error = %e, "refused points could not be spooled; the group stays unconfirmed and is written again at the next start");
                             break 'groups;
                         }
-                        count_stored(&sink, &group, &by_kind);
-                    } else {
-                        count_stored(&sink, &group, &BTreeMap::new());
                     }
+                    count_stored(&sink, &group, &by_measurement);
                     progress.committed.store(last, Ordering::Release);
                     if let Err(e) = spool.commit_cursor(last, false).await {
                         tracing::warn!(sink = name, error = %e, "cannot write the sink's spool cursor; it is retried with the next write (a restart would write a few batches again)");
@@ -249,28 +252,45 @@ fn set_error(progress: &SinkProgress, error: Option<impl Into<String>>) {
     }
 }
 
-/// How many refused points there are per kind (the measurement of their line).
-fn refused_kinds(refused: &[DeadLetter]) -> BTreeMap<Kind, u64> {
-    let mut out = BTreeMap::new();
+/// Refused points by the measurement of their line.
+#[derive(Debug, Default)]
+struct RefusedCounts {
+    /// Readings, per kind.
+    by_kind: BTreeMap<Kind, u64>,
+    /// Indicator values.
+    indicators: u64,
+}
+
+fn refused_by_measurement(refused: &[DeadLetter]) -> RefusedCounts {
+    let mut out = RefusedCounts::default();
     for d in refused {
         let head = d
             .payload
             .split(|b| *b == b',' || *b == b' ')
             .next()
             .unwrap_or(&[]);
-        if let Some(k) = std::str::from_utf8(head)
-            .ok()
-            .and_then(|h| h.parse::<Kind>().ok())
-        {
-            *out.entry(k).or_default() += 1;
+        let Ok(head) = std::str::from_utf8(head) else {
+            continue;
+        };
+        if head == line_protocol::INDICATOR_MEASUREMENT {
+            out.indicators += 1;
+        } else if let Ok(k) = head.parse::<Kind>() {
+            *out.by_kind.entry(k).or_default() += 1;
         }
     }
     out
 }
 
-/// `qala_readings_stored_total{sink, kind}`: once per kind per write, not per reading; minus
-/// what the sink refused.
-fn count_stored<S: Sink>(sink: &S, group: &[Arc<Batch>], refused: &BTreeMap<Kind, u64>) {
+/// `qala_readings_stored_total{sink, kind}`: once per kind per write, not per reading; and
+/// `qala_indicator_values_stored_total{sink}`; minus what the sink refused.
+fn count_stored<S: Sink>(sink: &S, group: &[Arc<Batch>], refused: &RefusedCounts) {
+    if sink.stores_indicators() {
+        let n: usize = group.iter().map(|b| b.indicators.len()).sum();
+        if n > 0 {
+            metrics::counter!("qala_indicator_values_stored_total", "sink" => sink.name())
+                .increment((n as u64).saturating_sub(refused.indicators));
+        }
+    }
     if !sink.stores_readings() {
         return;
     }
@@ -281,7 +301,7 @@ fn count_stored<S: Sink>(sink: &S, group: &[Arc<Batch>], refused: &BTreeMap<Kind
         }
     }
     for (kind, n) in per_kind {
-        let n = n.saturating_sub(refused.get(&kind).copied().unwrap_or(0));
+        let n = n.saturating_sub(refused.by_kind.get(&kind).copied().unwrap_or(0));
         metrics::counter!("qala_readings_stored_total", "sink" => sink.name(), "kind" => kind.as_str())
             .increment(n);
     }

@@ -1,7 +1,9 @@
 //! The embedded store: SQLite in WAL mode, one writer thread, one transaction per write.
 //! A sensor is identified by (city, district, kind, sensor_id), as its series is in InfluxDB;
 //! readings (when enabled) are keyed (sensor, metric, time_ns) so a redelivered message
-//! overwrites itself; every dead letter goes to `dead_letters` with its raw bytes.
+//! overwrites itself; every dead letter goes to `dead_letters` with its raw bytes; indicator
+//! values go to `indicators`, keyed by their series and window start, so a re-emission (late
+//! data) replaces the earlier value.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,8 +19,11 @@ use crate::model::{DeadLetter, Kind, SensorRef, TimeSource};
 use crate::normalize::catalog;
 use crate::pipeline::Batch;
 
-/// Version of [`SCHEMA`], kept in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 1;
+/// Version of [`SCHEMA`], kept in `PRAGMA user_version`. Version 2 added `indicators`; a
+/// version 1 database is upgraded in place (the new table is created beside the old ones).
+pub const SCHEMA_VERSION: i64 = 2;
+/// Versions [`open`] upgrades to [`SCHEMA_VERSION`] by creating what is missing.
+const UPGRADABLE_VERSIONS: [i64; 1] = [1];
 
 /// Tables, a view for people, and the canonical units, created if missing.
 pub const SCHEMA: &str = r#"
@@ -57,6 +62,41 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     message     TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS dead_letters_reason ON dead_letters (reason, received_ns);
+-- Indicator values: one row per series (city, sphere, indicator, scope, district, sensor_id,
+-- component, window) and window start; a re-emission replaces the row unless it was computed
+-- earlier than the row's. Empty strings for ids that do not apply; value NULL when invalid.
+CREATE TABLE IF NOT EXISTS indicators (
+    indicator             TEXT NOT NULL,
+    sphere                TEXT NOT NULL,
+    scope                 TEXT NOT NULL,
+    city                  TEXT NOT NULL,
+    district              TEXT NOT NULL,
+    sensor_id             TEXT NOT NULL,
+    component             TEXT NOT NULL,
+    "window"              TEXT NOT NULL,
+    window_start          INTEGER NOT NULL,
+    window_end            INTEGER NOT NULL,
+    value                 REAL,
+    unit                  TEXT NOT NULL,
+    level                 TEXT,
+    completeness_have     INTEGER NOT NULL,
+    completeness_expected INTEGER NOT NULL,
+    completeness_unit     TEXT NOT NULL,
+    reference             TEXT NOT NULL,
+    details               TEXT NOT NULL,
+    computed              INTEGER NOT NULL,
+    PRIMARY KEY (city, sphere, indicator, scope, district, sensor_id, component, "window", window_start)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS indicators_by_time
+    ON indicators (city, sphere, indicator, window_start);
+CREATE VIEW IF NOT EXISTS indicators_view AS
+SELECT city, sphere, indicator, scope, district, sensor_id, component, "window",
+       strftime('%Y-%m-%dT%H:%M:%SZ', window_start / 1e9, 'unixepoch') AS window_start_utc,
+       strftime('%Y-%m-%dT%H:%M:%SZ', window_end / 1e9, 'unixepoch') AS window_end_utc,
+       value, unit, level,
+       completeness_have || '/' || completeness_expected || ' ' || completeness_unit AS completeness,
+       reference, details, window_start, window_end, computed
+FROM indicators;
 CREATE VIEW IF NOT EXISTS readings_view AS
 SELECT s.city, s.district, s.kind, s.sphere, s.sensor_id, r.metric, r.value, m.unit,
        strftime('%Y-%m-%dT%H:%M:%fZ', r.time_ns / 1e9, 'unixepoch') AS time_utc, r.time_ns,
@@ -121,7 +161,10 @@ fn check_version(conn: &Connection, path: &Path) -> rusqlite::Result<()> {
         )
         .optional()?
         .unwrap_or(false);
-    if version == SCHEMA_VERSION || (version == 0 && !has_tables) {
+    if version == SCHEMA_VERSION
+        || (version == 0 && !has_tables)
+        || UPGRADABLE_VERSIONS.contains(&version)
+    {
         return Ok(());
     }
     Err(rusqlite::Error::SqliteFailure(
@@ -183,6 +226,12 @@ impl Sink for SqliteSink {
 
     fn stores_readings(&self) -> bool {
         self.store_readings
+    }
+
+    /// Always, whether or not readings are kept (like dead letters): they are few and the
+    /// API and dashboards read them.
+    fn stores_indicators(&self) -> bool {
+        true
     }
 
     async fn write(&mut self, batches: &[Arc<Batch>]) -> Result<Vec<DeadLetter>, SinkError> {
@@ -294,6 +343,7 @@ pub fn write_group(
                 widen.execute(params![id, first, last])?;
             }
         }
+        write_indicators(&tx, batches)?;
         let mut dead = tx.prepare_cached(
             "INSERT INTO dead_letters (received_ns, topic, payload, reason, message)
              VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -311,9 +361,62 @@ pub fn write_group(
     tx.commit()
 }
 
+/// Upserts the indicator values of `batches` into `indicators` (in the caller's transaction). A
+/// value replaces the row of its series and window start unless that row was computed later
+/// (an old emission read again after a restart must not undo a newer one).
+fn write_indicators(
+    tx: &rusqlite::Transaction<'_>,
+    batches: &[Arc<Batch>],
+) -> rusqlite::Result<()> {
+    let mut values = batches.iter().flat_map(|b| b.indicators.iter()).peekable();
+    if values.peek().is_none() {
+        return Ok(());
+    }
+    let mut upsert = tx.prepare_cached(
+        r#"INSERT INTO indicators (indicator, sphere, scope, city, district, sensor_id, component,
+               "window", window_start, window_end, value, unit, level, completeness_have,
+               completeness_expected, completeness_unit, reference, details, computed)
+           VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
+           ON CONFLICT (city, sphere, indicator, scope, district, sensor_id, component, "window", window_start)
+           DO UPDATE SET window_end = excluded.window_end, value = excluded.value,
+               unit = excluded.unit, level = excluded.level,
+               completeness_have = excluded.completeness_have,
+               completeness_expected = excluded.completeness_expected,
+               completeness_unit = excluded.completeness_unit, reference = excluded.reference,
+               details = excluded.details, computed = excluded.computed
+           WHERE excluded.computed >= indicators.computed"#,
+    )?;
+    for v in values {
+        upsert.execute(params![
+            v.indicator,
+            v.sphere.as_str(),
+            v.scope.as_str(),
+            v.city,
+            v.district,
+            v.sensor_id,
+            v.component,
+            v.window,
+            v.window_start_ns,
+            v.window_end_ns,
+            v.number(),
+            v.unit,
+            v.level,
+            v.completeness.have,
+            v.completeness.expected,
+            v.completeness.unit,
+            v.reference,
+            v.details_json().to_string(),
+            v.computed_ns,
+        ])?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::indicators::value::tests::aqi_daily;
+    use crate::indicators::{Completeness, IndicatorValue};
     use crate::model::{DeadLetter, Reading, Reason, Rejection};
 
     fn batch(seq: u64, value: f64) -> Arc<Batch> {
@@ -414,6 +517,128 @@ mod tests {
             .query_row("SELECT count(*) FROM sensors", [], |r| r.get(0))
             .expect("count");
         assert_eq!(n, 2);
+    }
+
+    fn values(batch_values: Vec<IndicatorValue>) -> Arc<Batch> {
+        Arc::new(Batch {
+            indicators: batch_values,
+            ..Batch::default()
+        })
+    }
+
+    /// (value, level, completeness, details, computed) of one row.
+    type Row = (Option<f64>, Option<String>, String, String, i64);
+
+    /// The rows of the district's daily AQI.
+    fn aqi_rows(conn: &Connection) -> Vec<Row> {
+        conn.prepare(
+            "SELECT value, level, completeness, details, computed FROM indicators_view
+             WHERE city = 'almaty' AND indicator = 'us_aqi_daily' AND district = 'medeu'",
+        )
+        .expect("prepare")
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+    }
+
+    #[test]
+    fn a_re_emitted_indicator_value_replaces_the_earlier_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut conn = open(&dir.path().join("q.sqlite"), SqliteSync::Normal).expect("open");
+        let mut ids = SensorIds::default();
+        // First emission: invalid, 5 of 24 hours.
+        let mut first = aqi_daily();
+        first.value = None;
+        first.level = None;
+        first.completeness = Completeness::new(5, 24, "h");
+        first.details.clear();
+        first.computed_ns -= 1_000;
+        // The same window of another district: its own row.
+        let mut other = aqi_daily();
+        other.district = "almaly".into();
+        write_group(
+            &mut conn,
+            &mut ids,
+            &[values(vec![first.clone(), other])],
+            true,
+        )
+        .expect("write");
+        assert_eq!(
+            aqi_rows(&conn),
+            vec![(None, None, "5/24 h".into(), "{}".into(), first.computed_ns)]
+        );
+        // Late data: the window is complete enough now, and the value replaces the row.
+        let later = aqi_daily();
+        write_group(&mut conn, &mut ids, &[values(vec![later.clone()])], true).expect("write");
+        let want = vec![(
+            Some(153.0),
+            Some("unhealthy".to_string()),
+            "18/24 h".to_string(),
+            r#"{"dominant":"pm2_5","pm2_5":153.0}"#.to_string(),
+            later.computed_ns,
+        )];
+        assert_eq!(aqi_rows(&conn), want);
+        // The first emission read again (a replay after a restart) does not undo it.
+        write_group(&mut conn, &mut ids, &[values(vec![first])], true).expect("write");
+        assert_eq!(aqi_rows(&conn), want);
+        let (n, start, end): (i64, String, String) = conn
+            .query_row(
+                "SELECT count(*), min(window_start_utc), min(window_end_utc) FROM indicators_view",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .expect("count");
+        assert_eq!(
+            (n, start.as_str(), end.as_str()),
+            (2, "2026-11-24T19:00:00Z", "2026-11-25T19:00:00Z")
+        );
+        // Queries by city, sphere, indicator and time use the index.
+        let plan: String = conn
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT value FROM indicators WHERE city = 'almaty'
+                 AND sphere = 'ecology' AND indicator = 'us_aqi_daily' AND window_start >= 0",
+                [],
+                |r| r.get(3),
+            )
+            .expect("plan");
+        assert!(plan.contains("indicators_by_time"), "{plan}");
+    }
+
+    #[test]
+    fn a_version_1_database_is_upgraded_with_the_indicators_table() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("v1.sqlite");
+        {
+            let mut conn = open(&path, SqliteSync::Normal).expect("open");
+            write_group(&mut conn, &mut SensorIds::default(), &[batch(1, 2.0)], true)
+                .expect("write");
+            conn.execute_batch(
+                "DROP VIEW indicators_view; DROP TABLE indicators; PRAGMA user_version = 1;",
+            )
+            .expect("back to version 1");
+        }
+        let mut conn = open(&path, SqliteSync::Normal).expect("a version 1 database opens");
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, SCHEMA_VERSION);
+        write_group(
+            &mut conn,
+            &mut SensorIds::default(),
+            &[values(vec![aqi_daily()])],
+            true,
+        )
+        .expect("write");
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM indicators", [], |r| r.get(0))
+            .expect("count");
+        let readings: i64 = conn
+            .query_row("SELECT count(*) FROM readings", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!((n, readings), (1, 1), "the readings of version 1 are kept");
     }
 
     #[test]

@@ -418,32 +418,11 @@ mod tests {
         }
     }
 
-    /// Values as the engine emits them: valid with a level and details of both types, invalid
-    /// (no value, no level), unicode everywhere a string goes.
+    /// Values as the engine emits them: valid with a level and details of both types (a
+    /// negative zero among them), invalid (no value, no level), unicode everywhere a string goes.
     fn indicators() -> Vec<IndicatorValue> {
-        let aqi = IndicatorValue {
-            indicator: "us_aqi_daily".into(),
-            sphere: Sphere::Ecology,
-            scope: Scope::District,
-            city: "almaty".into(),
-            district: "medeu".into(),
-            sensor_id: String::new(),
-            component: String::new(),
-            window: "24h".into(),
-            window_start_ns: 1_795_114_800_000_000_000,
-            window_end_ns: 1_795_201_200_000_000_000,
-            value: Some(153.0),
-            unit: "AQI".into(),
-            level: Some("unhealthy".into()),
-            completeness: Completeness::new(18, 24, "h"),
-            reference: "US EPA AQI, TAD May 2024".into(),
-            details: vec![
-                ("pm2_5".into(), Detail::Number(153.0)),
-                ("pm10".into(), Detail::Number(-0.0)),
-                ("dominant".into(), Detail::Text("pm2_5".into())),
-            ],
-            computed_ns: 1_795_201_260_000_000_001,
-        };
+        let mut aqi = crate::indicators::value::tests::aqi_daily();
+        aqi.details.insert(1, ("pm10".into(), Detail::Number(-0.0)));
         let invalid = IndicatorValue {
             indicator: "pdk_multiple".into(),
             sphere: Sphere::Ecology,
@@ -465,7 +444,6 @@ mod tests {
         };
         vec![aqi, invalid]
     }
-
     #[test]
     fn indicator_values_round_trip_exactly() {
         let mut b = sample();

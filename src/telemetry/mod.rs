@@ -89,6 +89,34 @@ fn describe() {
         Unit::Seconds,
         "Sensor timestamp to committed in every sink"
     );
+    describe_counter!(
+        "qala_indicator_values_stored_total",
+        "Indicator values committed, by sink"
+    );
+    describe_counter!(
+        "qala_publisher_published_total",
+        "Retained indicator values and alerts the broker acknowledged, by kind"
+    );
+    describe_counter!(
+        "qala_publisher_coalesced_total",
+        "Indicator values replaced by a newer value of their topic before they were sent"
+    );
+    describe_counter!(
+        "qala_publisher_dropped_total",
+        "Messages dropped because the publisher's queue was full, by kind"
+    );
+    describe_counter!(
+        "qala_publisher_failed_total",
+        "Messages not published: bad topic, too large, offered after close, or left at close"
+    );
+    describe_gauge!(
+        "qala_publisher_pending",
+        "Messages the MQTT publisher holds that the broker has not acknowledged"
+    );
+    describe_gauge!(
+        "qala_publisher_connected",
+        "1 when the indicator publisher's MQTT session is connected"
+    );
     describe_gauge!("qala_mqtt_connected", "MQTT sessions connected");
     describe_gauge!(
         "qala_sink_healthy",
