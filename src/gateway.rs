@@ -12,16 +12,17 @@ use tokio::task::JoinHandle;
 use crate::api::{self, ApiState};
 use crate::broker::{self, BrokerError, EmbeddedBroker};
 use crate::config::{ConfigError, Settings};
-use crate::ingest::mqtt::{self, Phase, SessionHandle};
-use crate::indicators::alerts::{AlertHandle, AlertOutputs, AlertSender, Alerts};
+use crate::indicators::alerts::{AlertHandle, AlertOutputs, AlertSender, Alerts, PublishFn};
+use crate::indicators::publish::Publisher;
 use crate::indicators::{
     self,
     run::{LatestStore, Outlet, RunSettings},
 };
+use crate::ingest::mqtt::{self, Phase, SessionHandle};
 use crate::ingest::AckToken;
-use crate::registry::Registry;
 use crate::normalize::Normaliser;
 use crate::pipeline::{self, Batch};
+use crate::registry::Registry;
 use crate::sink::influx::InfluxSink;
 use crate::sink::sqlite::SqliteSink;
 use crate::sink::{self, SinkError, SinkProgress};
@@ -70,6 +71,7 @@ pub struct Gateway {
     http_stop: Option<tokio::sync::oneshot::Sender<()>>,
     upkeep: JoinHandle<()>,
     alerts: Option<AlertHandle>,
+    publisher: Option<(Publisher, JoinHandle<()>)>,
     drain_timeout: Duration,
     _broker: Option<EmbeddedBroker>,
 }
@@ -169,9 +171,31 @@ impl Gateway {
                 pipeline_alive.clone(),
             ));
         }
-        let (registry_tx, registry_rx) = watch::channel(Arc::new(Registry::default()));
+        let (_registry_tx, registry_rx) = watch::channel(Arc::new(Registry::default()));
+        // Retained values (and alert events) on the broker, through their own session.
+        let publisher =
+            if catalog.is_some() && (settings.indicators.publish_mqtt || settings.alerts.mqtt) {
+                Some(indicators::publish::spawn(&settings.mqtt)?)
+            } else {
+                None
+            };
         let alert_outputs = if catalog.is_some() && !settings.alerts.rules().is_empty() {
-            Some(AlertOutputs::new(&settings.alerts, None).map_err(|e| ConfigError::Key { key: "alerts".into(), message: e.to_string() })?.start())
+            let publish: Option<PublishFn> = publisher
+                .as_ref()
+                .filter(|_| settings.alerts.mqtt)
+                .map(|(p, _)| {
+                    let p = p.clone();
+                    Arc::new(move |topic, payload, retain| p.publish(topic, payload, retain))
+                        as PublishFn
+                });
+            Some(
+                AlertOutputs::new(&settings.alerts, publish)
+                    .map_err(|e| ConfigError::Key {
+                        key: "alerts".into(),
+                        message: e.to_string(),
+                    })?
+                    .start(),
+            )
         } else {
             None
         };
@@ -186,6 +210,10 @@ impl Gateway {
             let outlet = ValueOutlet {
                 alerts: Alerts::new(settings.alerts.rules()),
                 alert_tx: alert_outputs.as_ref().map(|h| h.sender()),
+                publisher: publisher
+                    .as_ref()
+                    .filter(|_| settings.indicators.publish_mqtt)
+                    .map(|(p, _)| p.clone()),
             };
             sink_tasks.push(supervise(
                 "indicator engine",
@@ -294,6 +322,7 @@ impl Gateway {
             http_stop: Some(stop_tx),
             upkeep,
             alerts: alert_outputs,
+            publisher,
             drain_timeout: settings.pipeline.drain_timeout,
             _broker: embedded,
         })
@@ -359,6 +388,16 @@ impl Gateway {
             // The engine (and its senders) has ended: deliver what is queued, briefly.
             alerts.close(Duration::from_secs(2)).await;
         }
+        if let Some((publisher, task)) = self.publisher.take() {
+            let left = publisher.close(Duration::from_secs(2)).await;
+            if left > 0 {
+                tracing::warn!(
+                    left,
+                    "retained indicator values not published before stopping"
+                );
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        }
         let _ = self.phase.send(Phase::Disconnect);
         for s in &self.sessions {
             let _ = s.client.try_disconnect();
@@ -384,10 +423,14 @@ impl Gateway {
 struct ValueOutlet {
     alerts: Alerts,
     alert_tx: Option<AlertSender>,
+    publisher: Option<Publisher>,
 }
 
 impl Outlet for ValueOutlet {
     fn values(&mut self, values: &[crate::indicators::IndicatorValue]) {
+        if let Some(p) = &self.publisher {
+            p.offer(values);
+        }
         if let Some(tx) = &self.alert_tx {
             for v in values {
                 tx.send_all(self.alerts.on_value(v));
@@ -402,7 +445,9 @@ impl Outlet for ValueOutlet {
         now_ns: i64,
     ) {
         if let (Some(tx), true) = (&self.alert_tx, self.alerts.has_stale_rules()) {
-            let sensors = registry.iter().map(|s| (s.as_ref(), last_seen(&s.sensor_id)));
+            let sensors = registry
+                .iter()
+                .map(|s| (s.as_ref(), last_seen(&s.sensor_id)));
             tx.send_all(self.alerts.on_staleness(sensors, now_ns));
         }
     }

@@ -83,7 +83,9 @@ async fn indicators(
             let known: Vec<&str> = Sphere::ALL.iter().map(|x| x.as_str()).collect();
             return (
                 StatusCode::BAD_REQUEST,
-                Json(serde_json::json!({ "error": format!("sphere {sp:?} is not one of: {}", known.join(", ")) })),
+                Json(
+                    serde_json::json!({ "error": format!("sphere {sp:?} is not one of: {}", known.join(", ")) }),
+                ),
             );
         }
     }
@@ -91,7 +93,9 @@ async fn indicators(
         if Scope::parse(sc).is_none() {
             return (
                 StatusCode::BAD_REQUEST,
-                Json(serde_json::json!({ "error": format!("scope {sc:?} is not one of: sensor, district, city") })),
+                Json(
+                    serde_json::json!({ "error": format!("scope {sc:?} is not one of: sensor, district, city") }),
+                ),
             );
         }
     }

@@ -396,7 +396,10 @@ impl Catalog {
             if !metrics_of(Kind::Air).iter().any(|m| m.name == p.metric) {
                 return Err(entry(&at, format!("`{}` is not an air metric", p.metric)));
             }
-            if p.one_off.is_nan() || p.one_off <= 0.0 || p.daily.is_some_and(|d| d.is_nan() || d <= 0.0) {
+            if p.one_off.is_nan()
+                || p.one_off <= 0.0
+                || p.daily.is_some_and(|d| d.is_nan() || d <= 0.0)
+            {
                 return Err(entry(&at, "norms must be positive (mg/m³)"));
             }
             if !(1..=4).contains(&p.hazard_class) {

@@ -834,7 +834,7 @@ mod tests {
 
     const MIN: i64 = 60_000_000_000;
     /// 2026-11-10T00:00:00+05:00 (a local midnight), ns.
-    const DAY0: i64 = 1_762_714_800 * 1_000_000_000;
+    const DAY0: i64 = 1_794_250_800 * 1_000_000_000;
 
     fn reading(id: &str, district: &str, kind: Kind, t: i64, values: &[(&str, f64)]) -> Reading {
         Reading {

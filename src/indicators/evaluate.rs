@@ -498,7 +498,9 @@ pub fn sensor(
                     }
                 }
             }
-            if s.bucket(span.first_hour).is_none_or(|b| b.metrics.is_empty()) {
+            if s.bucket(span.first_hour)
+                .is_none_or(|b| b.metrics.is_empty())
+            {
                 return Vec::new();
             }
             let n = u32::from(!vals.is_empty());

@@ -52,7 +52,7 @@ impl LatestStore {
             return Vec::new();
         };
         let mut v: Vec<IndicatorValue> = m.values().filter(|x| keep(x)).cloned().collect();
-        v.sort_by(|a, b| a.series_key().cmp(&b.series_key()));
+        v.sort_by_cached_key(IndicatorValue::series_key);
         v
     }
 
@@ -247,7 +247,15 @@ pub async fn run(
         sensors.set(engine.sensors() as f64);
         if closed || tokio::time::Instant::now() >= checkpoint_at {
             done_seq = done_seq.max(read_seq);
-            if checkpoint(&mut engine, &catalog, &settings.spool_dir, done_seq, &mut reader).await {
+            if checkpoint(
+                &mut engine,
+                &catalog,
+                &settings.spool_dir,
+                done_seq,
+                &mut reader,
+            )
+            .await
+            {
                 // The spool may now reclaim what the snapshot covers.
                 progress.committed.store(done_seq, Ordering::Release);
             }
