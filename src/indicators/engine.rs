@@ -424,11 +424,9 @@ impl Engine {
         span: Span,
         now: i64,
     ) -> Vec<IndicatorValue> {
-        let local_hour = |h: i64| self.local_hour(h);
         let ctx = Ctx {
             catalog: &self.catalog,
             slots: &self.slots,
-            local_hour: &local_hour,
         };
         let value =
             |scope: Scope, sphere: Sphere, district: &str, sensor: &str, o: Out| IndicatorValue {
@@ -1225,5 +1223,189 @@ mod tests {
             })
             .and_then(|x| x.value);
         assert_eq!(city, Some(2.0));
+    }
+
+    #[test]
+    fn nowcast_weighs_recent_hours_by_hand() {
+        let mut e = engine(vec![info("st1", "c", "air", Sphere::Ecology, 3600)]);
+        // Hourly PM2.5 10, 20, 30 (oldest first) at 08:00, 09:00, 10:00 local.
+        for (k, c) in [(8, 10.0), (9, 20.0), (10, 30.0)] {
+            e.add(
+                &reading(
+                    "st1",
+                    "c",
+                    Kind::Air,
+                    DAY0 + k * 60 * MIN + 5 * MIN,
+                    &[("pm2_5", c)],
+                ),
+                0,
+            );
+        }
+        let v = close(&mut e, DAY0 + 11 * 60 * MIN);
+        let at10 = v
+            .iter()
+            .find(|x| {
+                x.indicator == "us_aqi_nowcast"
+                    && x.scope == Scope::Sensor
+                    && x.window_start_ns == DAY0 + 10 * 60 * MIN
+            })
+            .map(|x| (x.value, x.details.clone()));
+        // Newest first c = 30, 20, 10: w* = 1 − (30 − 10)/30 = 0.33 → w = 0.5;
+        // NowCast = (30 + 0.5·20 + 0.25·10) / (1 + 0.5 + 0.25) = 42.5 / 1.75 = 24.28 → 24.2;
+        // AQI = (100 − 51)/(35.4 − 9.1) × (24.2 − 9.1) + 51 = 79.13 → 79.
+        let (value, details) = at10.unwrap_or_else(|| panic!("no NowCast at 10:00"));
+        assert_eq!(value, Some(79.0));
+        assert!(
+            details.contains(&("nowcast_pm2_5".into(), Detail::Number(24.2))),
+            "{details:?}"
+        );
+        assert!(details.contains(&("dominant".into(), Detail::Text("pm2_5".into()))));
+    }
+
+    #[test]
+    fn exceedances_si_and_np_of_a_day_by_hand() {
+        let mut e = engine(vec![info("st1", "c", "air", Sphere::Ecology, 3600)]);
+        // NO2 hourly for a day, ПДК м.р. 0.2 mg/m³ = 200 µg/m³: 20 × 100, 2 × 300 (> 1 ПДК),
+        // 1 × 1100 (> 5), 1 × 4100 (> 20).
+        let mut vals = vec![100.0; 20];
+        vals.extend([300.0, 300.0, 1100.0, 4100.0]);
+        for (k, c) in vals.iter().enumerate() {
+            e.add(
+                &reading(
+                    "st1",
+                    "c",
+                    Kind::Air,
+                    DAY0 + k as i64 * 60 * MIN + MIN,
+                    &[("no2", *c)],
+                ),
+                0,
+            );
+        }
+        let v = close(&mut e, DAY0 + 24 * 60 * MIN);
+        let x = one(&v, "pdk_exceedances", Scope::Sensor, "no2", "24h");
+        // Above 1 ПДК: 4; above 5 (1000): 2; above 10 (2000): 1; above 20 (4000): 1.
+        assert_eq!(x.value, Some(4.0));
+        let num = |k: &str| {
+            x.details
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, d)| d.clone())
+        };
+        assert_eq!(num("above_5"), Some(Detail::Number(2.0)));
+        assert_eq!(num("above_10"), Some(Detail::Number(1.0)));
+        assert_eq!(num("above_20"), Some(Detail::Number(1.0)));
+        // СИ = 4100 / 200 = 20.5 (very high); НП = 4 / 24 = 16.7 % (elevated); the level takes
+        // the higher grade: very high (4).
+        let si = one(&v, "kz_si", Scope::Sensor, "", "24h");
+        assert!(si.value.is_some_and(|x| (x - 20.5).abs() < 1e-9), "{si:?}");
+        assert_eq!(si.level.as_deref(), Some("very_high"));
+        let np = one(&v, "kz_np", Scope::Sensor, "", "24h")
+            .value
+            .unwrap_or(0.0);
+        assert!((np - 100.0 * 4.0 / 24.0).abs() < 1e-9);
+        let lvl = one(&v, "kz_pollution_level", Scope::Sensor, "", "24h");
+        assert_eq!(
+            (lvl.value, lvl.level.as_deref()),
+            (Some(4.0), Some("very_high"))
+        );
+        // The city's exceedances: the one post's.
+        assert_eq!(
+            one(&v, "pdk_exceedances", Scope::City, "no2", "24h").value,
+            Some(4.0)
+        );
+    }
+
+    #[test]
+    fn minimum_night_flow_of_a_quarter_hourly_meter_by_hand() {
+        let mut e = engine(vec![info(
+            "w1",
+            "c",
+            "water",
+            Sphere::HousingUtilities,
+            900,
+        )]);
+        // Register every 15 minutes from 23:45 the day before: 0.1 m³ a quarter (0.4 m³/h),
+        // except 02:00–04:00 local, 0.025 m³ a quarter (0.1 m³/h).
+        let mut reg = 50.0;
+        e.add(
+            &reading("w1", "c", Kind::Water, DAY0 - 15 * MIN, &[("volume", reg)]),
+            0,
+        );
+        for q in 0..96 {
+            let hour = q / 4;
+            reg += if (2..4).contains(&hour) { 0.025 } else { 0.1 };
+            e.add(
+                &reading(
+                    "w1",
+                    "c",
+                    Kind::Water,
+                    DAY0 + q * 15 * MIN + 15 * MIN - 1,
+                    &[("volume", reg)],
+                ),
+                0,
+            );
+        }
+        let v = close(&mut e, DAY0 + 24 * 60 * MIN + 15 * MIN);
+        let v: Vec<IndicatorValue> = v
+            .into_iter()
+            .filter(|x| x.window_start_ns == DAY0)
+            .collect();
+        // The smallest rolling mean of 4 quarter flows lies inside 02:00–04:00: 0.025 × 4 = 0.1 m³/h.
+        let m = one(&v, "night_flow_min", Scope::Sensor, "", "24h");
+        assert!(m.value.is_some_and(|x| (x - 0.1).abs() < 1e-9), "{m:?}");
+        assert_eq!(m.completeness.to_string(), "96/96 points");
+        // The day's consumption: 88 × 0.1 + 8 × 0.025 = 9.0 m³.
+        let c = one(&v, "consumption", Scope::Sensor, "water", "24h")
+            .value
+            .unwrap_or(0.0);
+        assert!((c - 9.0).abs() < 1e-9, "{c}");
+    }
+
+    #[test]
+    fn the_leak_rule_by_hand() {
+        let c = Catalog::builtin();
+        let def = c
+            .get("leak_suspected")
+            .unwrap_or_else(|| panic!("leak_suspected"));
+        // rise 0.5, nights 3. Seven nights at 0.10 m³/h, then 0.20, 0.20 and tonight 0.20: each
+        // is above the median of its 7 nights before (0.10 → 0.15 with the rise): suspected.
+        let mut h: Vec<(i64, f64)> = (0..7).map(|d| (d, 0.10)).collect();
+        h.push((7, 0.20));
+        h.push((8, 0.20));
+        assert_eq!(evaluate::leak_rule(def, &h, 9, Some(0.20)), Some(true));
+        // Only two high nights so far: not yet.
+        assert_eq!(
+            evaluate::leak_rule(def, &h[..8], 8, Some(0.20)),
+            Some(false)
+        );
+        // Tonight back to normal: no.
+        assert_eq!(evaluate::leak_rule(def, &h, 9, Some(0.11)), Some(false));
+        // No night flow tonight: unknown.
+        assert_eq!(evaluate::leak_rule(def, &h, 9, None), None);
+    }
+
+    #[test]
+    fn the_generic_mean_needs_its_share_of_hours() {
+        let mut e = engine(vec![info("st1", "c", "air", Sphere::Ecology, 3600)]);
+        // Temperature −10 °C for 17 hours and −4 °C for 1: 18/24 h = 75 % → mean of hourly
+        // means (17 × −10 − 4) / 18 = −9.67 °C.
+        for k in 0..18 {
+            let t = if k == 17 { -4.0 } else { -10.0 };
+            e.add(
+                &reading(
+                    "st1",
+                    "c",
+                    Kind::Air,
+                    DAY0 + k * 60 * MIN + MIN,
+                    &[("temperature", t)],
+                ),
+                0,
+            );
+        }
+        let v = close(&mut e, DAY0 + 24 * 60 * MIN);
+        let m = one(&v, "air_temperature_mean", Scope::Sensor, "", "24h")
+            .value
+            .unwrap_or(0.0);
+        assert!((m - (17.0 * -10.0 - 4.0) / 18.0).abs() < 1e-9, "{m}");
     }
 }

@@ -79,8 +79,6 @@ pub struct Ctx<'a> {
     pub catalog: &'a Catalog,
     /// The engine's metric slots: (kind, metric).
     pub slots: &'a [(Kind, String)],
-    /// Local hour of day of an hour number.
-    pub local_hour: &'a dyn Fn(i64) -> u8,
 }
 
 impl Ctx<'_> {
@@ -519,7 +517,7 @@ pub fn sensor(
         | Function::TrafficSpeed
         | Function::CongestionLevel
         | Function::TravelTimeIndex
-        | Function::LevelOfService => traffic_sensor(ctx, def, s, info, span),
+        | Function::LevelOfService => traffic_sensor(def, s, info, span),
         Function::Consumption => {
             let (v, c, flags) = consumption(s, info, span);
             if c.have == 0 && v.is_none() {
@@ -791,7 +789,6 @@ pub fn leak_rule(
 
 /// Traffic over the span for one lane: flow, speed, TTI, congestion, density.
 fn traffic_sensor(
-    ctx: &Ctx,
     def: &IndicatorDef,
     s: &SensorState,
     info: Option<&SensorInfo>,
@@ -860,7 +857,6 @@ fn traffic_sensor(
         }
         _ => {}
     }
-    let _ = ctx;
     if o.level.is_none() {
         o.level = o.value.and_then(|v| def.level_of(v));
     }
