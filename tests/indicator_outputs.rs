@@ -80,6 +80,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn values_appended_to_the_spool_reach_sqlite_and_victoria_metrics() {
+    let metrics = qala::telemetry::metrics_handle();
     let vm = VictoriaMetrics::start();
     let dir = tempfile::tempdir().expect("temp dir");
     let db = dir.path().join("q.sqlite");
@@ -180,6 +181,18 @@ fn values_appended_to_the_spool_reach_sqlite_and_victoria_metrics() {
         (2, 2),
         "both sinks committed both batches"
     );
+    let text = metrics.render();
+    for sink in ["sqlite", "influxdb"] {
+        assert_eq!(
+            prom_value(
+                &text,
+                "qala_indicator_values_stored_total",
+                &[("sink", sink)]
+            ),
+            Some(11.0),
+            "{sink}"
+        );
+    }
 
     // SQLite: one row per series and hour; the late value replaced hour 1 of medeu.
     let conn = sqlite_open_readonly(&db);
