@@ -959,6 +959,50 @@ mod tests {
         Settings::load_from(Some(f.path()), env)
     }
 
+    #[test]
+    fn indicator_settings_are_checked_naming_the_key() {
+        let s = load_str("", &[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.indicators.offset_hours().ok(), Some(5));
+        assert!(s.indicators.enabled);
+        let cases = [
+            (
+                "[indicators]\nutc_offset = \"+05:30\"\n",
+                "indicators.utc_offset",
+            ),
+            (
+                "[indicators]\nutc_offset = \"UTC+5\"\n",
+                "indicators.utc_offset",
+            ),
+            (
+                "[indicators]\nallowed_lateness = \"8d\"\n",
+                "indicators.allowed_lateness",
+            ),
+            (
+                "[indicators]\ncheckpoint_interval = \"10ms\"\n",
+                "indicators.checkpoint_interval",
+            ),
+            (
+                "[indicators]\ncatalog = \"/nonexistent/ind.toml\"\n",
+                "indicators.catalog",
+            ),
+            ("[indicators]\nwindow = \"1h\"\n", "indicators.window"),
+            (
+                "[[alerts.rules]]\nname = \"x\"\nindicator = \"no_such\"\nabove = 1.0\n",
+                "alerts.rules[0].indicator",
+            ),
+        ];
+        for (toml, key) in cases {
+            let e = load_str(toml, &[])
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(e.contains(&format!("`{key}`")), "{toml}: {e}");
+        }
+        let west = load_str("[indicators]\nutc_offset = \"-03:00\"\n", &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(west.indicators.engine().utc_offset_hours, -3);
+    }
+
     fn err_of(toml: &str, env: &[(&str, &str)]) -> String {
         load_str(toml, env)
             .expect_err("must be refused")
