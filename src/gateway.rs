@@ -200,6 +200,7 @@ impl Gateway {
             None
         };
         let latest = Arc::new(LatestStore::default());
+        let api_catalog = catalog.clone();
         if let Some(catalog) = catalog {
             let at = names.iter().position(|n| *n == INDICATORS).unwrap_or(0);
             let engine_progress = progress[at].clone();
@@ -296,6 +297,7 @@ impl Gateway {
             sinks: progress,
             pipeline_alive,
             indicators: latest,
+            catalog: api_catalog,
         };
         let (http_addr, http) = api::serve(http_addr, state, async {
             let _ = stop_rx.await;

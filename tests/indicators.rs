@@ -126,6 +126,23 @@ fn a_district_day_gives_the_same_indicators_in_the_api_the_sinks_and_on_mqtt() {
         .collect();
     assert_eq!(spheres.len(), 8, "{spheres:?}");
 
+    // The catalog names every indicator in three languages.
+    let cat: serde_json::Value =
+        reqwest::blocking::get(format!("http://127.0.0.1:{http}/api/v1/indicators/catalog"))
+            .and_then(|r| r.json())
+            .unwrap_or_else(|e| panic!("catalog: {e}"));
+    let aqi = cat["indicators"]
+        .as_array()
+        .and_then(|a| a.iter().find(|d| d["id"] == "us_aqi_daily"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(aqi["names"]["en"], "US AQI (daily)");
+    assert_eq!(
+        aqi["names"]["kk"],
+        "US AQI ауа сапасының индексі (тәуліктік)"
+    );
+    assert_eq!(aqi["windows"], serde_json::json!(["24h"]));
+
     // SQLite holds the same value for the same series and window.
     let db = cfg.sqlite_path();
     wait_until("the daily AQI in SQLite", Duration::from_secs(20), || {
@@ -171,7 +188,14 @@ fn the_engine_resumes_after_sigkill_without_losing_or_double_counting() {
     mosq.wait_for_subscription("city/#", before, Duration::from_secs(10));
     // The first 12 hours at 10.0 µg/m³.
     let first: Vec<String> = (0..36).map(|k| line(k, 10.0)).collect();
-    mosquitto_pub_lines(mosq.port, topic, &first, 1, || true, Duration::from_secs(30));
+    mosquitto_pub_lines(
+        mosq.port,
+        topic,
+        &first,
+        1,
+        || true,
+        Duration::from_secs(30),
+    );
     // Wait until a checkpoint covers them: hour 10 (00:00 … 11:00 closed) has been emitted
     // and two checkpoints have passed since.
     wait_until("hour 10's values", Duration::from_secs(30), || {
@@ -190,12 +214,24 @@ fn the_engine_resumes_after_sigkill_without_losing_or_double_counting() {
     rest.push(line(72 + 1, 5.0));
     mosquitto_pub_lines(mosq.port, topic, &rest, 1, || true, Duration::from_secs(30));
     let mut day = Vec::new();
-    wait_until("the day's exceedance counts", Duration::from_secs(30), || {
-        day = values(&api(http, "indicator=pdk_exceedances&scope=sensor&window=24h"));
-        !day.is_empty()
-    });
+    wait_until(
+        "the day's exceedance counts",
+        Duration::from_secs(30),
+        || {
+            day = values(&api(
+                http,
+                "indicator=pdk_exceedances&scope=sensor&window=24h",
+            ));
+            !day.is_empty()
+        },
+    );
     // 72 samples, each counted once (a replayed batch would add to them).
-    assert_eq!(day[0]["details"]["samples"], serde_json::json!(72.0), "{}", day[0]);
+    assert_eq!(
+        day[0]["details"]["samples"],
+        serde_json::json!(72.0),
+        "{}",
+        day[0]
+    );
     assert_eq!(day[0]["completeness"]["text"], "24/24 h");
     // Mean of 12 h at 10 and 12 h at 30 = 20.0 → AQI 71.
     let aqi = values(&api(http, "indicator=us_aqi_daily&scope=sensor"));

@@ -13,6 +13,7 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
 
+use crate::indicators::catalog::Catalog;
 use crate::indicators::run::LatestStore;
 use crate::indicators::{IndicatorValue, Scope};
 use crate::model::Sphere;
@@ -30,6 +31,8 @@ pub struct ApiState {
     pub pipeline_alive: Arc<std::sync::atomic::AtomicBool>,
     /// The latest indicator values, per series.
     pub indicators: Arc<LatestStore>,
+    /// The indicator catalog in use (None: the engine is off).
+    pub catalog: Option<Arc<Catalog>>,
 }
 
 /// `GET /api/v1/indicators` filters; each given one must match exactly.
@@ -60,6 +63,28 @@ impl IndicatorQuery {
             && is(&self.component, &v.component)
             && is(&self.window, &v.window)
             && self.valid.is_none_or(|want| want == v.is_valid())
+    }
+}
+
+/// The catalog in use: every indicator's id, sphere, function, inputs, scopes, windows, unit,
+/// levels, parameters, names (ru, kk, en) and reference, and the ПДК table with its source.
+async fn catalog(State(s): State<ApiState>) -> impl IntoResponse {
+    match &s.catalog {
+        Some(c) => (
+            StatusCode::OK,
+            Json(serde_json::json!({
+                "version": c.version,
+                "pdk_source": c.pdk_source,
+                "pdk": c.pdk,
+                "indicators": c.indicators,
+            })),
+        ),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(
+                serde_json::json!({ "error": "the indicator engine is off (indicators.enabled = false)" }),
+            ),
+        ),
     }
 }
 
@@ -133,6 +158,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/ready", get(ready))
         .route("/metrics", get(render_metrics))
         .route("/api/v1/indicators", get(indicators))
+        .route("/api/v1/indicators/catalog", get(catalog))
         .with_state(state)
 }
 
