@@ -733,9 +733,9 @@ fn range_key(key: &str) -> Result<(Kind, &'static catalog::MetricDef), String> {
     let (kind, metric) = key
         .split_once('.')
         .ok_or_else(|| format!("{key:?} is not \"kind.metric\" (e.g. \"air.pm2_5\")"))?;
-    let kind: Kind = kind.parse().map_err(|()| {
-        format!("{kind:?} is not a kind (known: air, traffic, water, heat, power, gas)")
-    })?;
+    let kind: Kind = kind
+        .parse()
+        .map_err(|()| format!("{kind:?} is not a kind (known: {})", Kind::known_list()))?;
     let def = catalog::lookup(kind, metric).ok_or_else(|| {
         let known: Vec<&str> = catalog::metrics_of(kind).iter().map(|d| d.name).collect();
         format!(
