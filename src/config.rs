@@ -44,6 +44,7 @@ pub struct Settings {
     pub validation: ValidationSettings,
     pub pipeline: PipelineSettings,
     pub spool: crate::spool::SpoolSettings,
+    pub registry: crate::registry::RegistrySettings,
     /// `[[routes]]`, in match order; none: the default layout `city/{city}/{district}/{kind}/{sensor_id}`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<RouteSettings>,
@@ -631,6 +632,16 @@ impl Settings {
         if self.pipeline.queue == 0 {
             return Err(key_err("pipeline.queue", "must be at least 1"));
         }
+        let every = self.registry.reload_interval;
+        if every < Duration::from_millis(100) || every > Duration::from_secs(3600) {
+            return Err(key_err(
+                "registry.reload_interval",
+                format!(
+                    "{} is out of range: 100ms to 1h",
+                    humantime::format_duration(every)
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -860,6 +871,33 @@ mod tests {
         assert_eq!(s.mqtt.topics, vec!["city/#"]);
         assert_eq!(s.mqtt.qos, 1);
         assert!(s.sqlite.enabled);
+    }
+
+    #[test]
+    fn registry_section_takes_the_policy_and_names_bad_keys() {
+        use crate::registry::Unregistered;
+        assert_eq!(
+            load_str("", &[]).expect("defaults").registry.unregistered,
+            Unregistered::Accept
+        );
+        let s = load_str(
+            "[registry]\nunregistered = \"dead_letter\"\nreload_interval = \"500ms\"\n",
+            &[],
+        )
+        .expect("valid");
+        assert_eq!(s.registry.unregistered, Unregistered::DeadLetter);
+        assert_eq!(s.registry.reload_interval, Duration::from_millis(500));
+        let s = load_str("", &[("QALA__REGISTRY__UNREGISTERED", "dead_letter")]).expect("env");
+        assert_eq!(s.registry.unregistered, Unregistered::DeadLetter);
+        let e = err_of("[registry]\nunregistered = \"drop\"\n", &[]);
+        assert!(
+            e.contains("registry.unregistered") || e.contains("unregistered"),
+            "{e}"
+        );
+        let e = err_of("[registry]\nreload_interval = \"10ms\"\n", &[]);
+        assert!(e.contains("registry.reload_interval"), "{e}");
+        let e = err_of("[registry]\npolicy = \"accept\"\n", &[]);
+        assert!(e.contains("registry.policy"), "{e}");
     }
 
     #[test]

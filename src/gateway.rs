@@ -16,6 +16,7 @@ use crate::ingest::mqtt::{self, Phase, SessionHandle};
 use crate::ingest::AckToken;
 use crate::normalize::Normaliser;
 use crate::pipeline::{self, Batch};
+use crate::registry::{self, Intake, LastSeen, Registry, RegistryError, RegistryHandle};
 use crate::sink::influx::InfluxSink;
 use crate::sink::sqlite::SqliteSink;
 use crate::sink::{self, SinkError, SinkProgress};
@@ -33,6 +34,8 @@ pub enum StartError {
     Sink(#[from] SinkError),
     #[error("spool.dir {dir}: {source}")]
     Spool { dir: String, source: std::io::Error },
+    #[error("device registry: {0}")]
+    Registry(#[from] RegistryError),
     #[error("http.listen {addr}: {source}")]
     Http {
         addr: String,
@@ -60,6 +63,8 @@ pub struct Gateway {
     http: JoinHandle<()>,
     http_stop: Option<tokio::sync::oneshot::Sender<()>>,
     upkeep: JoinHandle<()>,
+    intake: Intake,
+    registry_reloader: JoinHandle<()>,
     drain_timeout: Duration,
     _broker: Option<EmbeddedBroker>,
 }
@@ -104,6 +109,23 @@ impl Gateway {
         } else {
             None
         };
+        // The device registry, from the same database; reloaded when its table changes.
+        let intake = Intake {
+            registry: RegistryHandle::new(Registry::load(&sqlite_path)?),
+            seen: Arc::new(LastSeen::new()),
+            policy: settings.registry.unregistered,
+        };
+        let loaded = intake.registry.current();
+        tracing::info!(devices = loaded.len(), policy = ?intake.policy, "device registry loaded");
+        metrics::gauge!("qala_registry_devices").set(loaded.len() as f64);
+        registry::store::warn_if_refusing_all(&loaded, intake.policy);
+        drop(loaded);
+        let registry_reloader = tokio::spawn(registry::store::run_reloader(
+            sqlite_path.clone(),
+            intake.registry.clone(),
+            settings.registry.reload_interval,
+            intake.policy,
+        ));
         let mut names = vec!["sqlite"];
         if influx.is_some() {
             names.push("influxdb");
@@ -185,6 +207,7 @@ impl Gateway {
                 batches_tx,
                 phase_rx.clone(),
                 abort_rx.clone(),
+                intake.clone(),
             ),
             phase_rx.clone(),
             pipeline_alive.clone(),
@@ -212,6 +235,8 @@ impl Gateway {
             sessions: sessions.clone(),
             sinks: progress,
             pipeline_alive,
+            registry: intake.registry.clone(),
+            last_seen: intake.seen.clone(),
         };
         let (http_addr, http) = api::serve(http_addr, state, async {
             let _ = stop_rx.await;
@@ -237,6 +262,8 @@ impl Gateway {
             http,
             http_stop: Some(stop_tx),
             upkeep,
+            intake,
+            registry_reloader,
             drain_timeout: settings.pipeline.drain_timeout,
             _broker: embedded,
         })
@@ -262,6 +289,16 @@ impl Gateway {
     /// Where `/health`, `/ready` and `/metrics` answer.
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The device registry in force (reloaded when its table changes): for the indicator engine.
+    pub fn registry(&self) -> RegistryHandle {
+        self.intake.registry.clone()
+    }
+
+    /// Last seen of every sensor that reported since the start.
+    pub fn last_seen(&self) -> Arc<LastSeen> {
+        self.intake.seen.clone()
     }
 
     /// The SQLite database (dead letters, and readings when enabled).
@@ -315,6 +352,7 @@ impl Gateway {
         }
         let _ = (&mut self.http).await;
         self.upkeep.abort();
+        self.registry_reloader.abort();
         tracing::info!("stopped");
     }
 }
