@@ -47,6 +47,7 @@ pub struct Settings {
     pub indicators: IndicatorSettings,
     /// `[alerts]` and `[[alerts.rules]]`.
     pub alerts: crate::indicators::alerts::AlertSettings,
+    pub registry: crate::registry::RegistrySettings,
     /// `[[routes]]`, in match order; none: the default layout `city/{city}/{district}/{kind}/{sensor_id}`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<RouteSettings>,
@@ -742,6 +743,16 @@ impl Settings {
         if ind.watermark_delay > Duration::from_secs(86_400) {
             return Err(key_err("indicators.watermark_delay", "at most 1d"));
         }
+        let every = self.registry.reload_interval;
+        if every < Duration::from_millis(100) || every > Duration::from_secs(3600) {
+            return Err(key_err(
+                "registry.reload_interval",
+                format!(
+                    "{} is out of range: 100ms to 1h",
+                    humantime::format_duration(every)
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -844,9 +855,9 @@ fn range_key(key: &str) -> Result<(Kind, &'static catalog::MetricDef), String> {
     let (kind, metric) = key
         .split_once('.')
         .ok_or_else(|| format!("{key:?} is not \"kind.metric\" (e.g. \"air.pm2_5\")"))?;
-    let kind: Kind = kind.parse().map_err(|()| {
-        format!("{kind:?} is not a kind (known: air, traffic, water, heat, power, gas)")
-    })?;
+    let kind: Kind = kind
+        .parse()
+        .map_err(|()| format!("{kind:?} is not a kind (known: {})", Kind::known_list()))?;
     let def = catalog::lookup(kind, metric).ok_or_else(|| {
         let known: Vec<&str> = catalog::metrics_of(kind).iter().map(|d| d.name).collect();
         format!(
@@ -1015,6 +1026,33 @@ mod tests {
         assert_eq!(s.mqtt.topics, vec!["city/#"]);
         assert_eq!(s.mqtt.qos, 1);
         assert!(s.sqlite.enabled);
+    }
+
+    #[test]
+    fn registry_section_takes_the_policy_and_names_bad_keys() {
+        use crate::registry::Unregistered;
+        assert_eq!(
+            load_str("", &[]).expect("defaults").registry.unregistered,
+            Unregistered::Accept
+        );
+        let s = load_str(
+            "[registry]\nunregistered = \"dead_letter\"\nreload_interval = \"500ms\"\n",
+            &[],
+        )
+        .expect("valid");
+        assert_eq!(s.registry.unregistered, Unregistered::DeadLetter);
+        assert_eq!(s.registry.reload_interval, Duration::from_millis(500));
+        let s = load_str("", &[("QALA__REGISTRY__UNREGISTERED", "dead_letter")]).expect("env");
+        assert_eq!(s.registry.unregistered, Unregistered::DeadLetter);
+        let e = err_of("[registry]\nunregistered = \"drop\"\n", &[]);
+        assert!(
+            e.contains("registry.unregistered") || e.contains("unregistered"),
+            "{e}"
+        );
+        let e = err_of("[registry]\nreload_interval = \"10ms\"\n", &[]);
+        assert!(e.contains("registry.reload_interval"), "{e}");
+        let e = err_of("[registry]\npolicy = \"accept\"\n", &[]);
+        assert!(e.contains("registry.policy"), "{e}");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::ingest::mqtt::{self, Phase, SessionHandle};
 use crate::ingest::AckToken;
 use crate::normalize::Normaliser;
 use crate::pipeline::{self, Batch};
-use crate::registry::Registry;
+use crate::registry::{self, Intake, LastSeen, Registry, RegistryError, RegistryHandle};
 use crate::sink::influx::InfluxSink;
 use crate::sink::sqlite::SqliteSink;
 use crate::sink::{self, SinkError, SinkProgress};
@@ -40,6 +40,8 @@ pub enum StartError {
     Sink(#[from] SinkError),
     #[error("spool.dir {dir}: {source}")]
     Spool { dir: String, source: std::io::Error },
+    #[error("device registry: {0}")]
+    Registry(#[from] RegistryError),
     #[error("http.listen {addr}: {source}")]
     Http {
         addr: String,
@@ -72,6 +74,8 @@ pub struct Gateway {
     upkeep: JoinHandle<()>,
     alerts: Option<AlertHandle>,
     publisher: Option<(Publisher, JoinHandle<()>)>,
+    intake: Intake,
+    registry_reloader: JoinHandle<()>,
     drain_timeout: Duration,
     _broker: Option<EmbeddedBroker>,
 }
@@ -116,6 +120,23 @@ impl Gateway {
         } else {
             None
         };
+        // The device registry, from the same database; reloaded when its table changes.
+        let intake = Intake {
+            registry: RegistryHandle::new(Registry::load(&sqlite_path)?),
+            seen: Arc::new(LastSeen::new()),
+            policy: settings.registry.unregistered,
+        };
+        let loaded = intake.registry.current();
+        tracing::info!(devices = loaded.len(), policy = ?intake.policy, "device registry loaded");
+        metrics::gauge!("qala_registry_devices").set(loaded.len() as f64);
+        registry::store::warn_if_refusing_all(&loaded, intake.policy);
+        drop(loaded);
+        let registry_reloader = tokio::spawn(registry::store::run_reloader(
+            sqlite_path.clone(),
+            intake.registry.clone(),
+            settings.registry.reload_interval,
+            intake.policy,
+        ));
         let mut names = vec!["sqlite"];
         if influx.is_some() {
             names.push("influxdb");
@@ -171,7 +192,6 @@ impl Gateway {
                 pipeline_alive.clone(),
             ));
         }
-        let (_registry_tx, registry_rx) = watch::channel(Arc::new(Registry::default()));
         // Retained values (and alert events) on the broker, through their own session.
         let publisher =
             if catalog.is_some() && (settings.indicators.publish_mqtt || settings.alerts.mqtt) {
@@ -225,7 +245,7 @@ impl Gateway {
                         checkpoint_interval: settings.indicators.checkpoint_interval,
                         spool_dir: settings.spool.dir.clone(),
                     },
-                    registry_rx,
+                    intake.registry.clone(),
                     reader,
                     engine_progress,
                     latest.clone(),
@@ -269,6 +289,7 @@ impl Gateway {
                 batches_tx,
                 phase_rx.clone(),
                 abort_rx.clone(),
+                intake.clone(),
             ),
             phase_rx.clone(),
             pipeline_alive.clone(),
@@ -298,6 +319,8 @@ impl Gateway {
             pipeline_alive,
             indicators: latest,
             catalog: api_catalog,
+            registry: intake.registry.clone(),
+            last_seen: intake.seen.clone(),
         };
         let (http_addr, http) = api::serve(http_addr, state, async {
             let _ = stop_rx.await;
@@ -325,6 +348,8 @@ impl Gateway {
             upkeep,
             alerts: alert_outputs,
             publisher,
+            intake,
+            registry_reloader,
             drain_timeout: settings.pipeline.drain_timeout,
             _broker: embedded,
         })
@@ -350,6 +375,16 @@ impl Gateway {
     /// Where `/health`, `/ready` and `/metrics` answer.
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The device registry in force (reloaded when its table changes): for the indicator engine.
+    pub fn registry(&self) -> RegistryHandle {
+        self.intake.registry.clone()
+    }
+
+    /// Last seen of every sensor that reported since the start.
+    pub fn last_seen(&self) -> Arc<LastSeen> {
+        self.intake.seen.clone()
     }
 
     /// The SQLite database (dead letters, and readings when enabled).
@@ -417,6 +452,7 @@ impl Gateway {
         }
         let _ = (&mut self.http).await;
         self.upkeep.abort();
+        self.registry_reloader.abort();
         tracing::info!("stopped");
     }
 }

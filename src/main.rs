@@ -50,7 +50,7 @@ enum Command {
         /// Messages per second from the whole fleet.
         #[arg(long, default_value_t = 200)]
         rate: u32,
-        /// Sensors of each of the six kinds.
+        /// Sensors of each of the seven kinds (status devices report only their health).
         #[arg(long, default_value_t = 4)]
         sensors: usize,
         /// Seed of the simulated fleet.
@@ -59,7 +59,33 @@ enum Command {
     },
     /// Play a simulated city (simulators/*.toml) against a broker: real time, accelerated, or a
     /// backfill of a past period; report what was published and, with --verify, what was stored.
-    Simulate(SimulateArgs),
+    Simulate(Box<SimulateArgs>),
+    /// The device registry (kept in the gateway's SQLite database, at sqlite.path).
+    Sensors {
+        #[command(subcommand)]
+        command: SensorsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SensorsCommand {
+    /// Validate a registry CSV (columns: id, kind, city, district, sphere, expected_interval,
+    /// and optionally population, role, free_flow_speed, register_max, latitude, longitude) and
+    /// store it: new devices added, known ones updated. A running gateway picks it up within
+    /// registry.reload_interval.
+    Import {
+        /// The CSV file (header row first; see README "Device registry").
+        file: PathBuf,
+        /// The gateway's config, for sqlite.path (default: config/default.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Also remove the devices that are not in the file.
+        #[arg(long)]
+        replace: bool,
+        /// Only validate the file; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -67,6 +93,10 @@ struct SimulateArgs {
     /// The scenario file: districts, fleets, intervals, formats, faults (see simulators/README.md).
     #[arg(long)]
     scenario: PathBuf,
+    /// Write the scenario's device registry to this CSV (for `qala sensors import`) and exit:
+    /// nothing is published, no broker is needed.
+    #[arg(long)]
+    registry_csv: Option<PathBuf>,
     /// The broker the gateway subscribes to.
     #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
     broker: String,
@@ -175,8 +205,46 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Simulate(args) => simulate(args, cli.log_format),
+        Command::Simulate(args) => simulate(*args, cli.log_format),
+        Command::Sensors {
+            command:
+                SensorsCommand::Import {
+                    file,
+                    config,
+                    replace,
+                    dry_run,
+                },
+        } => import_sensors(&file, config.as_deref(), replace, dry_run),
     }
+}
+
+fn import_sensors(
+    file: &std::path::Path,
+    config: Option<&std::path::Path>,
+    replace: bool,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    use qala::registry::{import, store};
+    let reader =
+        std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+    let sensors = import::parse_csv(std::io::BufReader::new(reader))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    if dry_run {
+        println!(
+            "{}: {} devices, all valid (nothing written: --dry-run)",
+            file.display(),
+            sensors.len()
+        );
+        return Ok(());
+    }
+    let settings = Settings::load(config)?;
+    let path = &settings.sqlite.path;
+    let mut conn = store::open(path, settings.sqlite.synchronous)?;
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+    let summary = store::save(&mut conn, &sensors, replace, now)
+        .with_context(|| format!("cannot write the registry into {}", path.display()))?;
+    print!("{}: {summary}", path.display());
+    Ok(())
 }
 
 fn simulate(a: SimulateArgs, log_format: LogFormat) -> anyhow::Result<()> {
@@ -186,6 +254,17 @@ fn simulate(a: SimulateArgs, log_format: LogFormat) -> anyhow::Result<()> {
     }
     telemetry::init_logging(log_format);
     let scenario = Scenario::load(&a.scenario)?;
+    if let Some(out) = &a.registry_csv {
+        let devices = qala::sim::city::City::new(scenario, 0).registry();
+        let file = std::fs::File::create(out)
+            .with_context(|| format!("cannot create {}", out.display()))?;
+        let mut w = std::io::BufWriter::new(file);
+        qala::registry::import::write_csv(&mut w, &devices)
+            .with_context(|| format!("cannot write {}", out.display()))?;
+        std::io::Write::flush(&mut w).with_context(|| format!("cannot write {}", out.display()))?;
+        println!("wrote {} devices to {}", devices.len(), out.display());
+        return Ok(());
+    }
     let parse = |key: &str, t: &str| -> anyhow::Result<i64> {
         chrono::DateTime::parse_from_rfc3339(t)
             .with_context(|| {

@@ -67,16 +67,21 @@ pub enum Kind {
     Heat,
     Power,
     Gas,
+    /// A device that reports only its health (battery, signal, uptime, online): a camera, a
+    /// street light, a school's sensor, a panic button. Its sphere is the registry's.
+    Status,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    /// Every kind. The spool stores a kind by its index here: append, never reorder.
+    pub const ALL: [Kind; 7] = [
         Kind::Air,
         Kind::Traffic,
         Kind::Water,
         Kind::Heat,
         Kind::Power,
         Kind::Gas,
+        Kind::Status,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -87,16 +92,24 @@ impl Kind {
             Kind::Heat => "heat",
             Kind::Power => "power",
             Kind::Gas => "gas",
+            Kind::Status => "status",
         }
     }
 
-    /// The sphere of the standard a kind of sensor reports to (DOMAIN.md §2).
+    /// The sphere of the standard a kind of sensor reports to (DOMAIN.md §2). A `status`
+    /// device's sphere is what the registry says; this is its default when unregistered.
     pub fn sphere(self) -> Sphere {
         match self {
             Kind::Air => Sphere::Ecology,
             Kind::Traffic => Sphere::Transport,
             Kind::Water | Kind::Heat | Kind::Power | Kind::Gas => Sphere::HousingUtilities,
+            Kind::Status => Sphere::CityManagement,
         }
+    }
+
+    /// The kinds' names joined for messages: "air, traffic, ..., status".
+    pub fn known_list() -> String {
+        Kind::ALL.map(Kind::as_str).join(", ")
     }
 }
 
@@ -163,10 +176,12 @@ pub enum Reason {
     NoRoute,
     /// A sink refused a reading the pipeline accepted (e.g. InfluxDB 400/422 for one point).
     SinkRejected,
+    /// The device is not in the registry and `registry.unregistered = "dead_letter"`.
+    Unregistered,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 18] = [
+    pub const ALL: [Reason; 19] = [
         Reason::EmptyPayload,
         Reason::TooLarge,
         Reason::NotUtf8,
@@ -185,6 +200,7 @@ impl Reason {
         Reason::BadSenml,
         Reason::NoRoute,
         Reason::SinkRejected,
+        Reason::Unregistered,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -207,6 +223,7 @@ impl Reason {
             Reason::BadSenml => "bad_senml",
             Reason::NoRoute => "no_route",
             Reason::SinkRejected => "sink_rejected",
+            Reason::Unregistered => "unregistered",
         }
     }
 }

@@ -76,7 +76,7 @@ fn bad_config_is_refused_naming_the_key() {
 }
 
 #[test]
-fn demo_stores_readings_of_all_six_kinds_and_reports_them() {
+fn demo_stores_readings_of_all_seven_kinds_and_reports_them() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
     let (ok, out, err) = qala(
@@ -92,7 +92,7 @@ fn demo_stores_readings_of_all_six_kinds_and_reports_them() {
         &[],
     );
     assert!(ok, "demo failed:\n{out}\n{err}");
-    for kind in ["air", "traffic", "water", "heat", "power", "gas"] {
+    for kind in ["air", "traffic", "water", "heat", "power", "gas", "status"] {
         let line = out
             .lines()
             .find(|l| l.trim_start().starts_with(kind))
@@ -110,5 +110,5 @@ fn demo_stores_readings_of_all_six_kinds_and_reports_them() {
     assert!(out.contains("ingest lag"), "{out}");
     let db = data.join("demo.sqlite");
     let kinds = common::sqlite_i64(&db, "SELECT count(DISTINCT kind) FROM readings_view");
-    assert_eq!(kinds, 6);
+    assert_eq!(kinds, 7);
 }

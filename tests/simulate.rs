@@ -40,6 +40,13 @@ count = 4
 interval = "1h"
 format = "senml"
 
+[[fleet]]
+kind = "status"
+sphere = "safety"
+name = "cam"
+count = 3
+interval = "30m"
+
 [faults]
 malformed = 2
 duplicates = 2
@@ -126,11 +133,19 @@ fn a_backfill_with_malformed_and_duplicated_messages_is_audited_exactly() {
         n("/total/messages"), n("/total/readings"), n("/total/malformed"), n("/total/duplicates"),
         n("/audit/stored"), n("/audit/lost"), n("/audit/dead_lettered"), n("/audit/gateway_duplicate_values")
     );
-    // 6 hours: water 20 × 24 + 2 input meters × 24, traffic 2 × 2 lanes × 360, air 1 × 18, heat 4 × 6.
+    // 6 hours: water 20 × 24 + 2 input meters × 24, traffic 2 × 2 lanes × 360, air 1 × 18, heat 4 × 6,
+    // status (health only) 3 × 12.
     assert_eq!(
         n("/total/messages"),
-        (20.0 * 24.0 + 2.0 * 24.0) + 4.0 * 360.0 + 18.0 + 24.0
+        (20.0 * 24.0 + 2.0 * 24.0) + 4.0 * 360.0 + 18.0 + 24.0 + 36.0
     );
+    let status_messages = report
+        .json
+        .pointer("/per_kind")
+        .and_then(serde_json::Value::as_array)
+        .and_then(|kinds| kinds.iter().find(|k| k[0] == "status"))
+        .and_then(|k| k[1]["messages"].as_f64());
+    assert_eq!(status_messages, Some(36.0), "{}", report.text);
     let malformed = n("/total/malformed");
     let duplicates = n("/total/duplicates");
     // 2 % of ~2,000 messages each: enough to see, not an accident.

@@ -19,7 +19,7 @@ use crate::indicators::engine::{Engine, EngineSettings, Snapshot};
 use crate::indicators::value::IndicatorValue;
 use crate::ingest::mqtt::now_ns;
 use crate::pipeline::Batch;
-use crate::registry::Registry;
+use crate::registry::{Registry, RegistryHandle};
 use crate::sink::SinkProgress;
 use crate::spool::SpoolReader;
 
@@ -154,19 +154,15 @@ const VALUES_PER_BATCH: usize = 5_000;
 pub async fn run(
     catalog: Arc<Catalog>,
     settings: RunSettings,
-    registry: watch::Receiver<Arc<Registry>>,
+    registry: RegistryHandle,
     mut reader: SpoolReader,
     progress: Arc<SinkProgress>,
     store: Arc<LatestStore>,
     mut outlet: impl Outlet,
     mut abort: watch::Receiver<bool>,
 ) {
-    let mut registry = registry;
-    let mut engine = Engine::new(
-        catalog.clone(),
-        settings.engine.clone(),
-        registry.borrow_and_update().clone(),
-    );
+    let mut in_force = registry.current();
+    let mut engine = Engine::new(catalog.clone(), settings.engine.clone(), in_force.clone());
     let mut done_seq = reader.position();
     if let Some((seq, snap)) = load_snapshot(&settings.spool_dir, &catalog) {
         engine.restore(snap);
@@ -215,8 +211,11 @@ pub async fn run(
         if let Some(d) = backoff.take() {
             tokio::time::sleep(d).await;
         }
-        if registry.has_changed().unwrap_or(false) {
-            engine.set_registry(registry.borrow_and_update().clone());
+        // An import (or an edit) replaced the registry: coverage and roles follow it.
+        let now_in_force = registry.current();
+        if !Arc::ptr_eq(&now_in_force, &in_force) {
+            engine.set_registry(now_in_force.clone());
+            in_force = now_in_force;
         }
         let values = engine.advance(now_ns());
         if !values.is_empty() {
@@ -237,8 +236,7 @@ pub async fn run(
         }
         if tokio::time::Instant::now() >= stale_at {
             stale_at = tokio::time::Instant::now() + STALENESS_EVERY;
-            let reg = registry.borrow().clone();
-            outlet.staleness(&reg, &|id| engine.last_seen(id), now_ns());
+            outlet.staleness(&in_force, &|id| engine.last_seen(id), now_ns());
         }
         let c = engine.counts();
         late.increment(c.late_readings - last_counts.late_readings);

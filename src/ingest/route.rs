@@ -262,7 +262,7 @@ impl Route {
             Some(k) => Some(k.parse::<Kind>().map_err(|()| {
                 err(
                     "kind",
-                    format!("{k:?} is not a kind (known: air, traffic, water, heat, power, gas)"),
+                    format!("{k:?} is not a kind (known: {})", Kind::known_list()),
                 )
             })?),
             None => None,

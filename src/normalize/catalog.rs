@@ -107,6 +107,17 @@ pub static GAS: &[MetricDef] = &[
     m("flow", VolumeFlow, "m³/h", 0.0, 1.0e6),
 ];
 
+/// Devices that report only their health (cameras, street lights, school sensors, panic
+/// buttons): what coverage needs to know they are alive, in any sphere.
+pub static STATUS: &[MetricDef] = &[
+    m("battery", Percent, "%", 0.0, 100.0),
+    // Received signal strength; -150 dBm is below any receiver's floor, +30 dBm a 1 W radio.
+    m("rssi", SignalLevel, "dBm", -150.0, 30.0),
+    // Seconds since the device started; up to about 136 years (u32 seconds on the device).
+    m("uptime", Duration, "s", 0.0, 4.3e9),
+    m("online", Flag, "bool", 0.0, 1.0),
+];
+
 /// The metrics a kind of sensor may report.
 pub fn metrics_of(kind: Kind) -> &'static [MetricDef] {
     match kind {
@@ -116,6 +127,7 @@ pub fn metrics_of(kind: Kind) -> &'static [MetricDef] {
         Kind::Heat => HEAT,
         Kind::Power => POWER,
         Kind::Gas => GAS,
+        Kind::Status => STATUS,
     }
 }
 

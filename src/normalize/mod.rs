@@ -259,7 +259,7 @@ fn identify(
         Some(k) => k.parse::<Kind>().map_err(|()| {
             Rejection::new(
                 Reason::UnknownKind,
-                format!("unknown kind {k:?} (known: air, traffic, water, heat, power, gas)"),
+                format!("unknown kind {k:?} (known: {})", Kind::known_list()),
             )
         })?,
         None => route.fixed.kind.ok_or_else(|| {

@@ -5,7 +5,7 @@
 //!
 //! Sources, named on every row of [`UNITS`]:
 //! - RFC 8428 §12.1, the SenML units registry as first published (`Cel`, `K`, `%RH`, `Pa`, `m3`,
-//!   `m3/s`, `l`, `l/s`, `W`, `J`, `A`, `V`, `m/s`, `s`, `count`, `/`, `1/s`, `1/min`).
+//!   `m3/s`, `l`, `l/s`, `W`, `J`, `A`, `V`, `m/s`, `s`, `count`, `/`, `1/s`, `1/min`, `dBW`).
 //! - RFC 8798 §2, primary units it added (`kg/m3`), and §3, the SenML secondary units, each a scaled
 //!   primary unit (`ms`, `min`, `h`, `kW`, `Wh`, `kWh`, `mV`, `mA`, `ug/m3`, `ppm`, `/100`, `/1000`,
 //!   `hPa`, `km/h`).
@@ -69,6 +69,8 @@ pub enum Quantity {
     Pressure,
     /// A yes/no state (an alarm, a congestion flag): stored as 1 or 0, sent as a boolean.
     Flag,
+    /// A power level in decibels (a radio's received signal strength), in dBm.
+    SignalLevel,
 }
 
 impl Quantity {
@@ -91,6 +93,7 @@ impl Quantity {
             Quantity::Current => "A",
             Quantity::Pressure => "hPa",
             Quantity::Flag => "bool",
+            Quantity::SignalLevel => "dBm",
         }
     }
 
@@ -113,6 +116,7 @@ impl Quantity {
             Quantity::Current => "a current",
             Quantity::Pressure => "a pressure",
             Quantity::Flag => "a true/false flag",
+            Quantity::SignalLevel => "a signal level",
         }
     }
 }
@@ -368,6 +372,9 @@ pub static UNITS: &[UnitDef] = &[
     u("HN", Pressure, HPA_PER_MMHG, REC20),
     u("inHg", Pressure, HPA_PER_INHG, COMMON),
     u("F79", Pressure, HPA_PER_INHG, REC20),
+    // Signal level → dBm. 0 dBW = 1 W = 1000 mW = +30 dBm.
+    u("dBm", SignalLevel, 1.0, COMMON),
+    affine("dBW", SignalLevel, 1.0, 30.0, SENML),
 ];
 
 /// The definition of a spelling, if it is in the table: a hash lookup, the index built on first use.
@@ -484,7 +491,7 @@ mod tests {
         interval_s: Some(300.0),
     };
 
-    const ALL_QUANTITIES: [Quantity; 17] = [
+    const ALL_QUANTITIES: [Quantity; 18] = [
         MassConcentration,
         MixingRatio,
         Temperature,
@@ -502,6 +509,7 @@ mod tests {
         Current,
         Pressure,
         Flag,
+        SignalLevel,
     ];
 
     /// A catalog metric a unit of `q` converts into. The match is exhaustive: a new quantity
@@ -524,6 +532,7 @@ mod tests {
             Current => metric(Kind::Power, "current"),
             Pressure => metric(Kind::Air, "pressure"),
             Flag => metric(Kind::Water, "leak_alarm"),
+            SignalLevel => metric(Kind::Status, "rssi"),
         }
     }
 
@@ -558,7 +567,7 @@ mod tests {
         }
     }
 
-    use Kind::{Air, Gas, Heat, Power as Elec, Traffic, Water};
+    use Kind::{Air, Gas, Heat, Power as Elec, Status, Traffic, Water};
 
     #[rustfmt::skip]
     static EXPECTED: &[Case] = &[
@@ -728,6 +737,9 @@ mod tests {
         case("HN", Air, "pressure", 760.0, 1013.250144354),
         case("inHg", Air, "pressure", 29.92, 1013.2074811900272),
         case("F79", Air, "pressure", 29.92, 1013.2074811900272),
+        // dBm; 0 dBW = +30 dBm
+        case("dBm", Status, "rssi", -71.0, -71.0),
+        case("dBW", Status, "rssi", -101.0, -71.0),
     ];
 
     /// Every source a row may name.

@@ -11,14 +11,17 @@
 //! order too.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 
 use crate::indicators::IndicatorValue;
 use crate::ingest::mqtt::{AckOutcome, Phase, SessionHandle};
 use crate::ingest::{AckToken, Delivery};
-use crate::model::{DeadLetter, Reading, Reason};
+use crate::model::{DeadLetter, Reading, Reason, SensorRef};
 use crate::normalize::Normaliser;
+use crate::registry::seen::{screen, Sighting};
+use crate::registry::{Intake, Registry, Unregistered};
 
 /// Messages decoded together, spooled together, acked together.
 #[derive(Debug, Default)]
@@ -36,8 +39,58 @@ pub struct Batch {
     pub acks: Vec<AckToken>,
 }
 
+/// One batch's dealings with the registry: the registry in force for the whole batch, each
+/// accepted reading's receive time (parallel to `Batch::readings`), the readings dead-lettered
+/// as unregistered (seen all the same), and how many readings came from unregistered devices.
+struct Screening {
+    registry: Arc<Registry>,
+    policy: Unregistered,
+    received: Vec<i64>,
+    refused: Vec<(SensorRef, i64, i64)>,
+    unregistered: u64,
+}
+
+impl Screening {
+    fn new(intake: &Intake) -> Screening {
+        Screening {
+            registry: intake.registry.current(),
+            policy: intake.policy,
+            received: Vec::new(),
+            refused: Vec::new(),
+            unregistered: 0,
+        }
+    }
+
+    /// Notes last seen for the batch (one lock) and counts unregistered readings.
+    fn finish(self, batch: &Batch, intake: &Intake) {
+        let accepted = batch
+            .readings
+            .iter()
+            .zip(&self.received)
+            .map(|(r, &received_ns)| Sighting {
+                sensor: &r.sensor,
+                device_ns: r.time_ns,
+                received_ns,
+            });
+        let refused = self
+            .refused
+            .iter()
+            .map(|(sensor, t, received_ns)| Sighting {
+                sensor,
+                device_ns: *t,
+                received_ns: *received_ns,
+            });
+        intake.seen.record(accepted.chain(refused), &self.registry);
+        if self.unregistered > 0 {
+            metrics::counter!("qala_unregistered_readings_total").increment(self.unregistered);
+        }
+    }
+}
+
 /// Decodes and normalises deliveries into batches and hands each to the spool. Takes what is
-/// queued (up to `batch_size` messages) without waiting: batches grow with load.
+/// queued (up to `batch_size` messages) without waiting: batches grow with load. Readings of
+/// devices not in the registry are accepted or dead-lettered as `intake.policy` says; every
+/// batch updates last seen.
 pub async fn run_batcher(
     mut input: mpsc::Receiver<Delivery>,
     mut normaliser: Normaliser,
@@ -45,6 +98,7 @@ pub async fn run_batcher(
     spool: mpsc::Sender<Batch>,
     mut phase: watch::Receiver<Phase>,
     mut abort: watch::Receiver<bool>,
+    intake: Intake,
 ) {
     let mut batches = 0u64;
     let mut draining = false;
@@ -68,6 +122,7 @@ pub async fn run_batcher(
         let mut rejected: BTreeMap<Reason, u64> = BTreeMap::new();
         let mut duplicates = 0u64;
         let mut n = 1u64;
+        let mut screening = Screening::new(&intake);
         add(
             &mut batch,
             first,
@@ -75,6 +130,7 @@ pub async fn run_batcher(
             &mut rejected,
             &mut log_limit,
             &mut duplicates,
+            &mut screening,
         );
         while (n as usize) < batch_size {
             match input.try_recv() {
@@ -87,11 +143,13 @@ pub async fn run_batcher(
                         &mut rejected,
                         &mut log_limit,
                         &mut duplicates,
+                        &mut screening,
                     );
                 }
                 Err(_) => break,
             }
         }
+        screening.finish(&batch, &intake);
         for (reason, count) in rejected {
             metrics::counter!("qala_messages_rejected_total", "reason" => reason.as_str())
                 .increment(count);
@@ -173,9 +231,35 @@ fn add(
     rejected: &mut BTreeMap<Reason, u64>,
     log_limit: &mut LogLimit,
     duplicates: &mut u64,
+    screening: &mut Screening,
 ) {
-    match normaliser.process(&d.topic, &d.payload, d.received_ns, duplicates) {
-        Ok(readings) => batch.readings.extend(readings),
+    let outcome = normaliser
+        .process(&d.topic, &d.payload, d.received_ns, duplicates)
+        .and_then(|readings| {
+            match screen(
+                &readings,
+                &screening.registry,
+                screening.policy,
+                &mut screening.unregistered,
+            ) {
+                Ok(()) => Ok(readings),
+                Err(rejection) => {
+                    screening.refused.extend(
+                        readings
+                            .into_iter()
+                            .map(|r| (r.sensor, r.time_ns, d.received_ns)),
+                    );
+                    Err(rejection)
+                }
+            }
+        });
+    match outcome {
+        Ok(readings) => {
+            screening
+                .received
+                .extend(std::iter::repeat_n(d.received_ns, readings.len()));
+            batch.readings.extend(readings)
+        }
         Err(mut rejection) => {
             let (log, suppressed) = log_limit.allow(std::time::Instant::now());
             if suppressed > 0 {

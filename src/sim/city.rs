@@ -14,9 +14,10 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::models::meter::{DistrictInput, Meter, MeterFaults, MeterProfile};
-use super::models::{air::Station, traffic::Detector, Value};
+use super::models::{air::Station, status::Health, traffic::Detector, Value};
 use super::scenario::{PayloadFormat, Scenario};
 use crate::model::Kind;
+use crate::registry::{Role, SensorInfo};
 
 /// How a message should end up at the gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,10 +59,13 @@ enum Model {
     Station(Box<Station>),
     Meter(Box<Meter>),
     Input(Box<DistrictInput>),
+    Health(Box<Health>),
 }
 
 struct Device {
     kind: Kind,
+    /// Index of its fleet in the scenario.
+    fleet: usize,
     district: usize,
     /// Sensor index of its first (or only) sensor id; traffic lanes follow in order.
     sensor: u32,
@@ -99,7 +103,7 @@ pub struct City {
     pub sensor_ids: Vec<String>,
     queue: BinaryHeap<Reverse<(i64, u32)>>,
     /// Consumer increments since the input meter's last report, per (district, kind).
-    accrued: Vec<[f64; 6]>,
+    accrued: Vec<[f64; KINDS]>,
     rng: SmallRng,
     /// Messages moved in time by faults: (send at sim ns, message).
     held: BinaryHeap<Reverse<(i64, u64)>>,
@@ -108,7 +112,7 @@ pub struct City {
     /// One message per connection kept back to be sent after the next (out of order).
     swapped: Vec<Option<Message>>,
     pub expected: Vec<Expected>,
-    pub counts: [Counts; 6],
+    pub counts: [Counts; KINDS],
     pub connections: usize,
 }
 
@@ -119,6 +123,9 @@ fn mix(a: u64, b: u64) -> u64 {
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
 }
+
+/// How many kinds there are (per-kind tables are indexed by `kind_index`).
+const KINDS: usize = Kind::ALL.len();
 
 fn kind_index(k: Kind) -> usize {
     Kind::ALL.iter().position(|x| *x == k).unwrap_or(0)
@@ -134,7 +141,7 @@ impl City {
         let faults = scenario.faults.clone();
         let pct = |rng: &mut SmallRng, p: f64| p > 0.0 && rng.random_range(0.0..100.0) < p;
         let mut next_id: u64 = 0;
-        for f in &scenario.fleets {
+        for (fi, f) in scenario.fleets.iter().enumerate() {
             for (d, dname) in scenario.districts.iter().enumerate() {
                 let n = scenario.sensors_in(f, d);
                 let total = n + usize::from(f.input_meter_loss.is_some());
@@ -146,6 +153,9 @@ impl City {
                         (_, true) => format!("{}-{dname}-input", f.kind.as_str()),
                         (Kind::Traffic, _) => format!("det-{dname}-{:04}", i + 1),
                         (Kind::Air, _) => format!("aq-{dname}-{:02}", i + 1),
+                        (Kind::Status, _) => {
+                            format!("{}-{dname}-{:04}", f.status_prefix(), i + 1)
+                        }
                         (k, _) => format!("{}-{dname}-{:05}", &k.as_str()[..1], i + 1),
                     };
                     let model = match f.kind {
@@ -157,6 +167,7 @@ impl City {
                             f.free_flow,
                         ))),
                         Kind::Air => Model::Station(Box::new(Station::new(seed, d as u32, id))),
+                        Kind::Status => Model::Health(Box::new(Health::new(seed, id))),
                         k if is_input => Model::Input(Box::new(DistrictInput::new(
                             k,
                             f.input_meter_loss.unwrap_or(0.0),
@@ -211,6 +222,7 @@ impl City {
                     };
                     devices.push(Device {
                         kind: f.kind,
+                        fleet: fi,
                         district: d,
                         sensor,
                         interval_ns,
@@ -246,7 +258,7 @@ impl City {
             devices,
             sensor_ids,
             queue,
-            accrued: vec![[0.0; 6]; districts],
+            accrued: vec![[0.0; KINDS]; districts],
             rng,
             held: BinaryHeap::new(),
             held_messages: std::collections::HashMap::new(),
@@ -346,6 +358,7 @@ impl City {
                 let inc = std::mem::take(&mut self.accrued[district][kidx]);
                 vec![inp.report(t, inc, dt_s)]
             }
+            Model::Health(h) => vec![h.report(t)],
         };
         let dev = &mut self.devices[i];
         let device_ns = t + dev.skew_ns;
@@ -433,6 +446,53 @@ impl City {
                 out.push(m);
             }
         }
+    }
+
+    /// The city's device registry, as `qala sensors import` takes it, in device order: every
+    /// sensor id with its kind, district, sphere and its fleet's interval as the expected one;
+    /// district input meters (role `district_input`) with the population they serve
+    /// ([`super::scenario::Scenario::input_population`]), consumer meters with a household
+    /// (`household_size`) and their register's size, traffic lanes with the fleet's free-flow
+    /// speed.
+    pub fn registry(&self) -> Vec<SensorInfo> {
+        let s = &self.scenario;
+        let mut out = Vec::with_capacity(self.sensor_ids.len());
+        for dev in &self.devices {
+            let f = &s.fleets[dev.fleet];
+            let (role, population, register_max, lanes) = match &dev.model {
+                Model::Input(_) => (
+                    Role::DistrictInput,
+                    Some(s.input_population(f, dev.district)),
+                    None,
+                    1,
+                ),
+                Model::Meter(m) => (
+                    Role::Consumer,
+                    Some(s.household_size),
+                    Some(10f64.powi(MeterProfile::typical(m.kind()).digits as i32)),
+                    1,
+                ),
+                Model::Detector(_) => (Role::Consumer, None, None, usize::from(f.lanes)),
+                Model::Station(_) | Model::Health(_) => (Role::Consumer, None, None, 1),
+            };
+            for lane in 0..lanes {
+                out.push(SensorInfo {
+                    sensor_id: self.sensor_ids[dev.sensor as usize + lane].clone(),
+                    kind: dev.kind.as_str().to_owned(),
+                    city: s.city.clone(),
+                    district: s.districts[dev.district].clone(),
+                    sphere: f.sphere(),
+                    expected_interval: f.interval,
+                    population,
+                    role,
+                    free_flow_speed: (dev.kind == Kind::Traffic).then_some(f.free_flow),
+                    register_max,
+                    latitude: None,
+                    longitude: None,
+                });
+            }
+        }
+        out
     }
 
     /// Totals over every kind.

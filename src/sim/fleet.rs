@@ -1,4 +1,4 @@
-//! A small fleet of plausible sensors of all six kinds, deterministic for a seed: daily shapes in
+//! A small fleet of plausible sensors of all seven kinds (status devices report their health), deterministic for a seed: daily shapes in
 //! local time (UTC+5), cumulative registers that only grow, payloads in JSON objects and SenML
 //! packs with the units devices really use (so conversions are exercised), and a known share of
 //! deliberately malformed messages so that dead-lettering shows.
@@ -219,6 +219,20 @@ fn reading_payload(s: &mut SimSensor, rng: &mut SmallRng, now_ns: i64) -> String
                 id = s.id,
                 vol = round(s.register, 4),
                 flow = round(m3h, 4)
+            )
+        }
+        Kind::Status => {
+            // The register counts the device's uptime in seconds; the battery drains by day and
+            // recharges (a solar street light) by night.
+            s.register += dt_h * 3600.0;
+            let battery = round(
+                (55.0 + 40.0 * (1.0 - consumption_profile(h))).clamp(0.0, 100.0),
+                1,
+            );
+            let rssi = round(-75.0 + 8.0 * (noise(rng, 0.5) - 1.0), 1);
+            format!(
+                r#"{{"ts":{ms},"battery":{battery},"rssi":{rssi},"uptime":{up},"online":true,"units":{{"rssi":"dBm"}}}}"#,
+                up = s.register.round()
             )
         }
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::human_duration;
-use crate::model::Kind;
+use crate::model::{Kind, Sphere};
 
 /// A whole scenario file.
 #[derive(Debug, Clone, Deserialize)]
@@ -29,10 +29,20 @@ pub struct Scenario {
     pub faults: Faults,
     #[serde(default)]
     pub load: Load,
+    /// People per consumer meter (a household), for the registry's `population`.
+    #[serde(default = "default_household_size")]
+    pub household_size: u32,
+    /// People a district's input meters serve. Default: the input meter's consumer meters in the
+    /// district × `household_size`.
+    #[serde(default)]
+    pub population_per_district: Option<u32>,
 }
 
 fn default_seed() -> u64 {
     1
+}
+fn default_household_size() -> u32 {
+    3
 }
 
 /// The payload a fleet's devices send.
@@ -79,6 +89,27 @@ pub struct Fleet {
     /// district's consumer meters by this fraction (the losses), e.g. 0.15.
     #[serde(default)]
     pub input_meter_loss: Option<f64>,
+    /// Status devices: the sphere they serve (`safety` for cameras, `social` for school sensors,
+    /// `infrastructure` for street lights, ...). Required for `kind = "status"`, refused otherwise.
+    #[serde(default)]
+    pub sphere: Option<Sphere>,
+    /// Status devices: the prefix of their ids (`{name}-{district}-0001`); default the sphere.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl Fleet {
+    /// The sphere its devices are registered under.
+    pub fn sphere(&self) -> Sphere {
+        self.sphere.unwrap_or(self.kind.sphere())
+    }
+
+    /// The prefix of a status fleet's ids.
+    pub fn status_prefix(&self) -> &str {
+        self.name
+            .as_deref()
+            .unwrap_or_else(|| self.sphere().as_str())
+    }
 }
 
 fn default_format() -> PayloadFormat {
@@ -237,6 +268,44 @@ impl Scenario {
                     );
                 }
             }
+            if f.kind == Kind::Status {
+                if f.sphere.is_none() {
+                    return bad(
+                        &key("sphere"),
+                        format!(
+                            "a status fleet names the sphere its devices serve (one of: {})",
+                            Sphere::ALL.map(Sphere::as_str).join(", ")
+                        ),
+                    );
+                }
+                if !level(f.status_prefix()) || f.status_prefix().contains(char::is_whitespace) {
+                    return bad(
+                        &key("name"),
+                        format!("{:?} cannot start a sensor id", f.status_prefix()),
+                    );
+                }
+                if let Some(j) = self.fleets[..i]
+                    .iter()
+                    .position(|o| o.kind == Kind::Status && o.status_prefix() == f.status_prefix())
+                {
+                    return bad(
+                        &key("name"),
+                        format!(
+                            "fleet[{j}] has the same id prefix {:?}: give one of them another name",
+                            f.status_prefix()
+                        ),
+                    );
+                }
+            } else if f.sphere.is_some() || f.name.is_some() {
+                return bad(
+                    &key(if f.sphere.is_some() { "sphere" } else { "name" }),
+                    format!(
+                        "only status fleets take it ({} sensors belong to {})",
+                        f.kind,
+                        f.kind.sphere()
+                    ),
+                );
+            }
             if let Some(loss) = f.input_meter_loss {
                 if !matches!(f.kind, Kind::Water | Kind::Heat | Kind::Gas | Kind::Power) {
                     return bad(
@@ -273,6 +342,15 @@ impl Scenario {
         if f.max_skew > Duration::from_secs(3600) {
             return bad("faults.max_skew", "at most 1h".into());
         }
+        if !(1..=50).contains(&self.household_size) {
+            return bad(
+                "household_size",
+                format!("{}: 1 to 50 people per meter", self.household_size),
+            );
+        }
+        if self.population_per_district == Some(0) {
+            return bad("population_per_district", "at least 1".into());
+        }
         if self.load.sensors_per_connection == 0 {
             return bad("load.sensors_per_connection", "at least 1".into());
         }
@@ -306,6 +384,18 @@ impl Scenario {
         }
         total
     }
+
+    /// People the district input meter of fleet `f` in district `d` serves:
+    /// `population_per_district`, else the fleet's consumer meters in the district ×
+    /// `household_size` (what the simulated consumers behind the input meter add up to, so that
+    /// per-capita figures agree with the simulated volumes).
+    pub fn input_population(&self, f: &Fleet, d: usize) -> u32 {
+        self.population_per_district.unwrap_or_else(|| {
+            u32::try_from(self.sensors_in(f, d))
+                .unwrap_or(u32::MAX)
+                .saturating_mul(self.household_size)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -329,6 +419,30 @@ lanes = 3
 [faults]
 malformed = 2
 "#;
+
+    const CAMERAS: &str = "[[fleet]]\nkind = \"status\"\nsphere = \"safety\"\nname = \"cam\"\ncount = 4\ninterval = \"5m\"\n";
+
+    #[test]
+    fn status_fleets_take_a_sphere_and_district_populations_come_from_meters() {
+        let s = Scenario::parse(&format!("{OK}{CAMERAS}"), "t.toml").expect("valid");
+        assert_eq!(s.fleets[2].sphere(), Sphere::Safety);
+        assert_eq!(s.fleets[2].status_prefix(), "cam");
+        assert_eq!(s.fleets[0].sphere(), Sphere::HousingUtilities);
+        // 10 + 3 + 18, and 4 cameras.
+        assert_eq!(s.device_count(), 10 + 3 + 18 + 4);
+        // District a has 4 water meters (10 over 3 districts) × 3 people.
+        assert_eq!(s.input_population(&s.fleets[0], 0), 12);
+        assert_eq!(s.input_population(&s.fleets[0], 2), 9);
+        let fixed = Scenario::parse(
+            &OK.replace(
+                "name = \"t\"",
+                "name = \"t\"\npopulation_per_district = 5000",
+            ),
+            "t.toml",
+        )
+        .expect("valid");
+        assert_eq!(fixed.input_population(&fixed.fleets[0], 1), 5000);
+    }
 
     #[test]
     fn a_scenario_counts_its_devices() {
@@ -356,6 +470,19 @@ malformed = 2
             (
                 OK.replace("input_meter_loss = 0.15", "input_meter_loss = 1.5"),
                 "fleet[0].input_meter_loss",
+            ),
+            (
+                format!("{OK}[[fleet]]\nkind = \"status\"\ncount = 3\ninterval = \"5m\"\n"),
+                "fleet[2].sphere",
+            ),
+            (
+                OK.replace("lanes = 3", "lanes = 3\nsphere = \"safety\""),
+                "fleet[1].sphere",
+            ),
+            (format!("{OK}{CAMERAS}{CAMERAS}"), "fleet[3].name"),
+            (
+                OK.replace("name = \"t\"", "name = \"t\"\nhousehold_size = 0"),
+                "household_size",
             ),
         ];
         for (text, key) in cases {

@@ -1461,6 +1461,24 @@ impl Gateway {
         self.process.is_running()
     }
 
+    /// `GET path` (with its query, e.g. `/api/v1/sensors?stale=true`): the status and the body
+    /// as JSON.
+    pub fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let url = format!("{}{path}", self.url());
+        let response = self
+            .client
+            .get(&url)
+            .send()
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let status = response.status().as_u16();
+        let body = response
+            .text()
+            .unwrap_or_else(|e| panic!("GET {url}: reading the body: {e}"));
+        let json = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("GET {url}: {e}: not JSON: {body}"));
+        (status, json)
+    }
+
     /// The body of `GET /metrics` (Prometheus text format).
     pub fn metrics(&self) -> String {
         let url = format!("{}/metrics", self.url());

@@ -128,7 +128,7 @@ impl MeterProfile {
     ///   heating; a G4 diaphragm meter (Qmax 6 m³/h), 5 digits and 3 decimals.
     ///
     /// # Panics
-    /// For `Kind::Air` and `Kind::Traffic`, which are not meters.
+    /// For `Kind::Air`, `Kind::Traffic` and `Kind::Status`, which are not meters.
     pub fn typical(kind: Kind) -> MeterProfile {
         match kind {
             Kind::Water => MeterProfile {
@@ -175,7 +175,7 @@ impl MeterProfile {
                 max_rate: 6.0,
                 event_size: 0.0,
             },
-            Kind::Air | Kind::Traffic => panic!("{kind} is not a meter"),
+            Kind::Air | Kind::Traffic | Kind::Status => panic!("{kind} is not a meter"),
         }
     }
 }
@@ -305,7 +305,7 @@ impl Meter {
     /// after 0–8 years of service (wrapped at 10^digits).
     ///
     /// # Panics
-    /// For `Kind::Air` and `Kind::Traffic`.
+    /// For `Kind::Air`, `Kind::Traffic` and `Kind::Status`.
     pub fn new(
         seed: u64,
         id: u64,

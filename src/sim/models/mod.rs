@@ -8,6 +8,7 @@
 //!   by a district, daily cycles, temperature and humidity).
 //! - [`meter`]: water, heat, power and gas meters (cumulative registers, daily profiles, heating
 //!   by degree-days, leaks, resets, rollovers) and the district input meters above them.
+//! - [`status`]: devices that report only their health (battery, signal, uptime, online).
 //!
 //! Air and traffic values at a time are functions of (seed, device, time) alone (counter-based
 //! hashing, [`noise`]); meters carry their registers and draw from a `SmallRng` seeded by
@@ -17,10 +18,12 @@ pub mod air;
 pub mod clock;
 pub mod meter;
 pub mod noise;
+pub mod status;
 pub mod traffic;
 
 pub use air::Station;
 pub use meter::{DistrictInput, Meter, MeterFaults, MeterProfile};
+pub use status::Health;
 pub use traffic::Detector;
 
 /// One value a device reports, in the metric's canonical unit (see normalize::catalog).
