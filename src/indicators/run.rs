@@ -183,8 +183,15 @@ pub async fn run(
     let mut stale_at = tokio::time::Instant::now() + STALENESS_EVERY;
     loop {
         let mut closed = false;
-        tokio::select! {
-            g = reader.next_group(20_000, Duration::ZERO) => match g {
+        // Wait for data, a tick or the end; the read itself is never raced (a dropped read
+        // would lose the reader's log).
+        let data = tokio::select! {
+            _ = reader.wait_for_data() => true,
+            _ = tick.tick() => false,
+            _ = abort.wait_for(|a| *a) => break,
+        };
+        if data {
+            match reader.next_group(20_000, Duration::ZERO).await {
                 Ok(Some(group)) => {
                     failures = 0;
                     let now = now_ns();
@@ -204,9 +211,7 @@ pub async fn run(
                     tracing::error!(error = %e, "indicator engine cannot read the spool; retrying");
                     backoff = Some(Duration::from_millis(200 * u64::from(failures.min(25))));
                 }
-            },
-            _ = tick.tick() => {}
-            _ = abort.wait_for(|a| *a) => break,
+            }
         }
         if let Some(d) = backoff.take() {
             tokio::time::sleep(d).await;

@@ -479,6 +479,21 @@ impl SpoolReader {
         committed_by_sink >= self.state.borrow().committed
     }
 
+    /// Waits until a batch after the position is committed, or the spool is closed. Unlike
+    /// [`SpoolReader::next_group`] (which must not be dropped while it reads: the reader would
+    /// lose its log), this is safe to race against a timer in `select!`.
+    pub async fn wait_for_data(&mut self) {
+        loop {
+            let st = *self.state.borrow_and_update();
+            if st.committed > self.position() || st.closed {
+                return;
+            }
+            if self.state.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// Waits for committed batches after the position and returns up to about `max_readings`
     /// readings' worth (at least one batch; dead letters and indicator values weigh like
     /// readings, and every batch at least 1, see [`Batch::weight`]: a backlog of batches
