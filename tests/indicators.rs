@@ -36,7 +36,8 @@ fn a_district_day_gives_the_same_indicators_in_the_api_the_sinks_and_on_mqtt() {
     // Event time is a past day: the watermark follows device time. The station's day is
     // published before the lanes' (one mosquitto_pub per device), so the lanes arrive a day
     // behind the watermark: a lateness of 2 days takes them in (and re-emits their hours).
-    cfg.extra = "[indicators]\nwatermark_delay = \"0s\"\nallowed_lateness = \"2d\"\ncheckpoint_interval = \"1s\"\n".into();
+    cfg.extra = "[indicators]\nwatermark_delay = \"0s\"\nallowed_lateness = \"2d\"\ncheckpoint_interval = \"1s\"\n\n\
+                 [[alerts.rules]]\nname = \"aqi_moderate\"\nindicator = \"us_aqi_daily\"\nscope = \"city\"\nabove = 50\nclear_below = 40\n".into();
     let before = mosq.subscription_count("city/#");
     let gw = Gateway::start(&cfg.toml(), http, dir.path().join("gw"));
     mosq.wait_for_subscription("city/#", before, Duration::from_secs(10));
@@ -159,6 +160,18 @@ fn a_district_day_gives_the_same_indicators_in_the_api_the_sinks_and_on_mqtt() {
     let mqtt: serde_json::Value =
         serde_json::from_slice(&got[0].1).unwrap_or_else(|e| panic!("{topic}: {e}"));
     assert_eq!(&mqtt, d, "MQTT and the API differ");
+
+    // The alert rule (city daily AQI above 50) raised once, retained on its topic.
+    let alerts = mosquitto_sub_collect(
+        mosq.port,
+        "qala/alerts/talgar/ecology/us_aqi_daily/aqi_moderate/#",
+        1,
+        Duration::from_secs(20),
+    );
+    assert_eq!(alerts.len(), 1, "no retained alert");
+    let a: serde_json::Value = serde_json::from_slice(&alerts[0].1).unwrap_or_default();
+    assert_eq!(a["state"], "raised", "{a}");
+    assert_eq!(a["value"], serde_json::json!(71.0), "{a}");
 
     // VictoriaMetrics: measurement indicator, field value, at the window's start.
     let s = vm.wait_for_samples(
