@@ -30,20 +30,25 @@ pub struct LatestStore {
 }
 
 impl LatestStore {
-    /// Keeps each value unless the store holds a later window of its series.
-    pub fn put(&self, values: &[IndicatorValue]) {
+    /// Keeps each value unless the store holds a later window of its series, and returns the
+    /// values kept: what the retained topics and alert rules should see (a window emitted again
+    /// after late data must not push an older window over a newer one on a retained topic).
+    pub fn put(&self, values: Vec<IndicatorValue>) -> Vec<IndicatorValue> {
         let Ok(mut m) = self.by_series.write() else {
-            return;
+            return values;
         };
+        let mut kept = Vec::with_capacity(values.len());
         for v in values {
             let key = v.series_key();
             match m.get(&key) {
                 Some(old) if old.window_start_ns > v.window_start_ns => {}
                 _ => {
                     m.insert(key, v.clone());
+                    kept.push(v);
                 }
             }
         }
+        kept
     }
 
     /// The values `keep` accepts, sorted by series.
@@ -236,8 +241,8 @@ pub async fn run(
                     return;
                 }
             }
-            store.put(&values);
-            outlet.values(&values);
+            let latest = store.put(values);
+            outlet.values(&latest);
         }
         if tokio::time::Instant::now() >= stale_at {
             stale_at = tokio::time::Instant::now() + STALENESS_EVERY;
@@ -306,5 +311,48 @@ async fn checkpoint(
             tracing::warn!(error = %e, "indicator checkpoint task failed");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::indicators::value::{Completeness, Scope};
+    use crate::model::Sphere;
+
+    fn v(start: i64, value: f64) -> IndicatorValue {
+        IndicatorValue {
+            indicator: "district_losses".into(),
+            sphere: Sphere::HousingUtilities,
+            scope: Scope::District,
+            city: "talgar".into(),
+            district: "north".into(),
+            sensor_id: String::new(),
+            component: "water".into(),
+            window: "24h".into(),
+            window_start_ns: start,
+            window_end_ns: start + 1,
+            value: Some(value),
+            unit: "m³".into(),
+            level: None,
+            completeness: Completeness::new(1, 1, "meters"),
+            reference: "r".into(),
+            details: Vec::new(),
+            computed_ns: 0,
+        }
+    }
+
+    #[test]
+    fn an_older_window_emitted_again_does_not_replace_the_latest() {
+        let store = LatestStore::default();
+        assert_eq!(store.put(vec![v(10, 1.0)]).len(), 1);
+        assert_eq!(store.put(vec![v(20, 2.0)]).len(), 1);
+        // Day 10 again (late data): kept out of the store and of the outlets.
+        assert!(store.put(vec![v(10, 1.5)]).is_empty());
+        // Day 20 again: replaces.
+        assert_eq!(store.put(vec![v(20, 2.5)]).len(), 1);
+        let all = store.select(|_| true);
+        assert_eq!(all.len(), 1);
+        assert_eq!((all[0].window_start_ns, all[0].value), (20, Some(2.5)));
     }
 }
