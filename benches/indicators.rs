@@ -11,6 +11,7 @@
 //!
 //!   cargo bench --bench indicators
 //!   cargo bench --bench indicators -- --sensors 10000 --hours 3
+//!   cargo bench --bench indicators -- --sensors 3000 --digest   # same values before and after a change?
 use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
@@ -18,7 +19,7 @@ use rand::{Rng, SeedableRng};
 
 use qala::indicators::catalog::Catalog;
 use qala::indicators::engine::{Engine, EngineSettings};
-use qala::indicators::IndicatorValue;
+use qala::indicators::{Detail, IndicatorValue};
 use qala::model::{Kind, Reading, SensorRef, TimeSource};
 use qala::normalize::catalog::lookup;
 use qala::registry::{Registry, Role, SensorInfo};
@@ -262,15 +263,34 @@ struct Emission {
     day_values: usize,
 }
 
+/// A value as text, its numbers to 7 significant digits: sums over the registry (a hash map)
+/// differ in their last bits from run to run.
+fn digest_line(v: &IndicatorValue) -> String {
+    let round = |x: f64| format!("{x:.6e}").parse().unwrap_or(x);
+    let mut v = v.clone();
+    v.value = v.value.map(round);
+    for (_, d) in &mut v.details {
+        if let Detail::Number(x) = d {
+            *x = round(*x);
+        }
+    }
+    format!("{v:?}")
+}
+
 fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 fn main() {
     let (mut sensors, mut hours) = (100_000usize, 26usize);
+    let mut digest: Option<Vec<String>> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let target = match a.as_str() {
+            "--digest" => {
+                digest = Some(Vec::new());
+                continue;
+            }
             "--sensors" => &mut sensors,
             "--hours" => &mut hours,
             // cargo bench passes `--bench`.
@@ -336,6 +356,9 @@ fn main() {
         let b = Instant::now();
         let out: Vec<IndicatorValue> = engine.advance(t);
         let took = b.elapsed();
+        if let Some(lines) = &mut digest {
+            lines.extend(out.iter().map(digest_line));
+        }
         if out.is_empty() {
             idle_time += took;
             idle_calls += 1;
@@ -416,6 +439,11 @@ fn main() {
         "| engine heap_bytes() per sensor after {hours} h | {:.0} B |",
         engine.heap_bytes() as f64 / engine.sensors() as f64
     );
+    println!(
+        "| size of a bucket (one sensor-hour), of a sensor's state | {} B, {} B |",
+        std::mem::size_of::<qala::indicators::window::Bucket>(),
+        std::mem::size_of::<qala::indicators::window::SensorState>()
+    );
     if let (Some(a), Some(b)) = (rss_before, rss_after) {
         println!(
             "| RSS growth per sensor after {hours} h | {:.0} B ({} → {} MiB) |",
@@ -433,6 +461,17 @@ fn main() {
         "| bench wall time (readings built outside the timings) | {:.1} s |",
         secs(wall)
     );
+    if let Some(mut lines) = digest {
+        use std::hash::{Hash, Hasher};
+        lines.sort();
+        let mut h = std::hash::DefaultHasher::new();
+        lines.hash(&mut h);
+        println!(
+            "| digest of the {} values emitted (sorted) | {:016x} |",
+            lines.len(),
+            h.finish()
+        );
+    }
     println!("\nemissions (watermark past local hour, ms, values):");
     for e in &emissions {
         print!(
