@@ -69,6 +69,14 @@ pub struct Snapshot {
     late: u64,
 }
 
+/// The snapshot's fields, borrowed from the engine (written without copying the state).
+#[derive(Serialize)]
+pub struct SnapshotRef<'a> {
+    sensors: &'a [SensorState],
+    cities: &'a BTreeMap<String, CityClock>,
+    late: u64,
+}
+
 /// Counters the engine keeps (exported as metrics by its task).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct EngineCounts {
@@ -76,6 +84,16 @@ pub struct EngineCounts {
     pub late_readings: u64,
     /// Windows emitted again after late data.
     pub reemitted_windows: u64,
+}
+
+/// A city's sensors and registered devices, gathered once per emitted window instead of once per
+/// indicator (at 100,000 sensors the passes over the registry cost more than the indicators).
+struct Census<'a> {
+    city: &'a str,
+    /// The city's sensors (indices into `Engine::sensors`, in order) with their registry entry.
+    seen: Vec<(usize, Option<&'a SensorInfo>)>,
+    /// The city's registered devices: entry, kind (None: not a reading kind), state.
+    registered: Vec<(&'a SensorInfo, Option<Kind>, Option<&'a SensorState>)>,
 }
 
 /// The engine.
@@ -319,7 +337,6 @@ impl Engine {
             c.watermark_ns = c.watermark_ns.max(wm);
             let wm = c.watermark_ns;
             let (min_hour, hours_done, days_done) = (c.min_hour, c.hours_done, c.days_done);
-            let hours_before = hours_done.unwrap_or(min_hour);
             let mut h = hours_done.unwrap_or(min_hour);
             let mut d = days_done.unwrap_or_else(|| self.day_of(min_hour * HOUR_NS));
             let mut closed_hours = Vec::new();
@@ -336,13 +353,13 @@ impl Engine {
                 c.hours_done = Some(h);
                 c.days_done = Some(d);
             }
-            let hours_done = h;
+            let closed = !closed_hours.is_empty();
             for h in closed_hours {
-                out.extend(self.emit_hour(&city, h, now_wall_ns));
+                self.emit_hour(&city, h, now_wall_ns, &mut out);
                 self.dirty_hours.remove(&(city.clone(), h));
             }
             for d in closed_days {
-                out.extend(self.emit_day(&city, d, now_wall_ns));
+                self.emit_day(&city, d, now_wall_ns, &mut out);
                 self.dirty_days.remove(&(city.clone(), d));
             }
             // Keep what a window still open to late data, the NowCast, the running day and a
@@ -351,7 +368,9 @@ impl Engine {
                 self.day_span(self.day_of(wm - self.settings.allowed_lateness.as_nanos() as i64))
                     .first_hour,
             ) - 12;
-            if hours_done != hours_before {
+            // Once per closed hour: a pass over every sensor on every tick cost more than the
+            // readings themselves.
+            if closed {
                 for s in self.sensors.iter_mut().filter(|s| s.city == city) {
                     s.prune(keep_from);
                 }
@@ -361,41 +380,57 @@ impl Engine {
         let hours: Vec<(String, i64)> = std::mem::take(&mut self.dirty_hours).into_iter().collect();
         for (city, h) in hours {
             self.counts.reemitted_windows += 1;
-            out.extend(self.emit_hour(&city, h, now_wall_ns));
+            self.emit_hour(&city, h, now_wall_ns, &mut out);
         }
         let days: Vec<(String, i64)> = std::mem::take(&mut self.dirty_days).into_iter().collect();
         for (city, d) in days {
             self.counts.reemitted_windows += 1;
-            out.extend(self.emit_day(&city, d, now_wall_ns));
+            self.emit_day(&city, d, now_wall_ns, &mut out);
         }
         out
     }
 
     /// The hour's values: hourly and NowCast indicators, device coverage and data completeness.
-    fn emit_hour(&mut self, city: &str, hour: i64, now: i64) -> Vec<IndicatorValue> {
+    fn emit_hour(&mut self, city: &str, hour: i64, now: i64, out: &mut Vec<IndicatorValue>) {
         let span = Span {
             first_hour: hour,
             hours: 1,
         };
-        let mut out = Vec::new();
         let catalog = self.catalog.clone();
+        let census = self.census(city);
         for def in &catalog.indicators {
             for w in &def.windows {
                 if matches!(w, Window::Hour | Window::Nowcast) {
-                    out.extend(self.evaluate(def, *w, city, span, now));
+                    self.evaluate(def, *w, span, now, &census, out);
                 }
             }
         }
-        out
     }
 
-    fn emit_day(&mut self, city: &str, day: i64, now: i64) -> Vec<IndicatorValue> {
+    fn census<'a>(&'a self, city: &'a str) -> Census<'a> {
+        Census {
+            city,
+            seen: (self.sensors.iter().enumerate())
+                .filter(|(_, s)| s.city == city)
+                .map(|(i, s)| (i, self.registry.get(&s.sensor_id).map(|a| a.as_ref())))
+                .collect(),
+            registered: (self.registry.iter())
+                .filter(|i| i.city == city)
+                .map(|info| {
+                    let s = self.index.get(&info.sensor_id).map(|&i| &self.sensors[i]);
+                    (info.as_ref(), info.kind.parse::<Kind>().ok(), s)
+                })
+                .collect(),
+        }
+    }
+
+    fn emit_day(&mut self, city: &str, day: i64, now: i64, out: &mut Vec<IndicatorValue>) {
         let span = self.day_span(day);
-        let mut out = Vec::new();
         let catalog = self.catalog.clone();
+        let census = self.census(city);
         for def in &catalog.indicators {
             if def.windows.contains(&Window::Day) {
-                out.extend(self.evaluate(def, Window::Day, city, span, now));
+                self.evaluate(def, Window::Day, span, now, &census, out);
             }
         }
         // The leak rule's history: this night's minimum flow, per water meter (replaced when
@@ -403,7 +438,7 @@ impl Engine {
         for s in self
             .sensors
             .iter_mut()
-            .filter(|s| s.city == city && s.kind == Kind::Water)
+            .filter(|s| s.kind == Kind::Water && s.city == city)
         {
             let (mnf, _) = evaluate::night_flow(s, span);
             let d = span.first_hour.div_euclid(24);
@@ -412,7 +447,6 @@ impl Engine {
                 s.night_flows.push((d, m));
             }
         }
-        out
     }
 
     /// One indicator over one window of a city: per sensor, then districts and the city.
@@ -420,10 +454,12 @@ impl Engine {
         &self,
         def: &IndicatorDef,
         window: Window,
-        city: &str,
         span: Span,
         now: i64,
-    ) -> Vec<IndicatorValue> {
+        census: &Census,
+        out: &mut Vec<IndicatorValue>,
+    ) {
+        let city = census.city;
         let ctx = Ctx {
             catalog: &self.catalog,
             slots: &self.slots,
@@ -448,33 +484,31 @@ impl Engine {
                 details: o.details,
                 computed_ns: now,
             };
-        let mut out = Vec::new();
         match def.function {
             Function::DeviceCoverage | Function::DataCompleteness => {
-                for (scope, district, sphere, o) in self.coverage(def, city, span) {
+                for (scope, district, sphere, o) in Self::coverage(def, span, census) {
                     out.push(value(scope, sphere, &district, "", o));
                 }
-                return out;
+                return;
             }
             Function::ConsumptionPerCapita
             | Function::DistrictLosses
             | Function::ReportingCoverage => {
-                for (scope, district, o) in self.utility_balance(def, city, span) {
+                for (scope, district, o) in self.utility_balance(def, span, census) {
                     out.push(value(scope, def.sphere, &district, "", o));
                 }
-                return out;
+                return;
             }
             _ => {}
         }
         // Sensor values, kept for combining: district → component → (out, role).
         let mut by_district: BTreeMap<&str, Vec<(Out, Role)>> = BTreeMap::new();
         let mut expected: BTreeMap<&str, u32> = BTreeMap::new();
-        for s in self
-            .sensors
-            .iter()
-            .filter(|s| s.city == city && def.inputs.kinds.contains(&s.kind))
-        {
-            let info = self.registry.get(&s.sensor_id).map(|a| a.as_ref());
+        for &(i, info) in &census.seen {
+            let s = &self.sensors[i];
+            if !def.inputs.kinds.contains(&s.kind) {
+                continue;
+            }
             let outs = evaluate::sensor(&ctx, def, s, info, span);
             let role = info.map_or(Role::Consumer, |i| i.role);
             for o in outs {
@@ -494,15 +528,10 @@ impl Engine {
             }
         }
         // Sensors expected per district: the registered ones of the kinds read.
-        for info in self.registry.iter().filter(|i| i.city == city) {
+        for (info, kind, _) in &census.registered {
             // Consumption sums consumers; a district's input meter is its own series.
             let counted = def.function != Function::Consumption || info.role == Role::Consumer;
-            if counted
-                && info
-                    .kind
-                    .parse::<Kind>()
-                    .is_ok_and(|k| def.inputs.kinds.contains(&k))
-            {
+            if counted && kind.is_some_and(|k| def.inputs.kinds.contains(&k)) {
                 *expected.entry(info.district.as_str()).or_default() += 1;
             }
         }
@@ -540,7 +569,6 @@ impl Engine {
                 }
             }
         }
-        out
     }
 
     /// The newest device time of a sensor before `t` (an hour boundary): its last seen when
@@ -558,17 +586,15 @@ impl Engine {
     /// Device coverage and data completeness per sphere, for districts and the city, over the
     /// registered devices (a device not registered is not expected).
     fn coverage(
-        &self,
         def: &IndicatorDef,
-        city: &str,
         span: Span,
+        census: &Census,
     ) -> Vec<(Scope, String, Sphere, Out)> {
         let tolerance = def.params.tolerance.unwrap_or(1.5);
         let end = span.end_ns();
         // (sphere, district) → (have, expected)
-        let mut tally: BTreeMap<(Sphere, String), (u64, u64)> = BTreeMap::new();
-        for info in self.registry.iter().filter(|i| i.city == city) {
-            let s = self.index.get(&info.sensor_id).map(|&i| &self.sensors[i]);
+        let mut tally: BTreeMap<(Sphere, &str), (u64, u64)> = BTreeMap::new();
+        for &(info, _, s) in &census.registered {
             let interval = info.expected_interval.as_nanos().max(1) as i64;
             let (have, expected) = match def.function {
                 Function::DeviceCoverage => {
@@ -591,9 +617,7 @@ impl Engine {
                     (got.min(expected), expected)
                 }
             };
-            let e = tally
-                .entry((info.sphere, info.district.clone()))
-                .or_default();
+            let e = tally.entry((info.sphere, &info.district)).or_default();
             e.0 += have;
             e.1 += expected;
         }
@@ -626,7 +650,7 @@ impl Engine {
             if def.scopes.contains(&Scope::District) {
                 out.push((
                     Scope::District,
-                    district.clone(),
+                    (*district).to_owned(),
                     *sphere,
                     mk(*have, *expected),
                 ));
@@ -647,8 +671,8 @@ impl Engine {
     fn utility_balance(
         &self,
         def: &IndicatorDef,
-        city: &str,
         span: Span,
+        census: &Census,
     ) -> Vec<(Scope, String, Out)> {
         #[derive(Default)]
         struct Tally {
@@ -664,20 +688,18 @@ impl Engine {
             inputs_valid: u32,
         }
         let mut tally: BTreeMap<(Kind, String), Tally> = BTreeMap::new();
-        let registered: Vec<&Arc<SensorInfo>> =
-            self.registry.iter().filter(|i| i.city == city).collect();
         // Devices: registered ones; where nothing is registered, those seen.
         let mut devices: Vec<(Option<&SensorInfo>, Option<&SensorState>, Kind, String)> =
             Vec::new();
-        if registered.is_empty() {
-            for s in self.sensors.iter().filter(|s| s.city == city) {
+        if census.registered.is_empty() {
+            for &(i, _) in &census.seen {
+                let s = &self.sensors[i];
                 devices.push((None, Some(s), s.kind, s.district.clone()));
             }
         } else {
-            for info in &registered {
-                if let Ok(k) = info.kind.parse::<Kind>() {
-                    let s = self.index.get(&info.sensor_id).map(|&i| &self.sensors[i]);
-                    devices.push((Some(info.as_ref()), s, k, info.district.clone()));
+            for &(info, kind, s) in &census.registered {
+                if let Some(k) = kind {
+                    devices.push((Some(info), s, k, info.district.clone()));
                 }
             }
         }
@@ -803,10 +825,11 @@ impl Engine {
     }
 
     /// The state a restart needs.
-    pub fn snapshot(&self) -> Snapshot {
-        Snapshot {
-            sensors: self.sensors.clone(),
-            cities: self.cities.clone(),
+    /// The state a restart needs, borrowed (serialises like [`Snapshot`]).
+    pub fn snapshot(&self) -> SnapshotRef<'_> {
+        SnapshotRef {
+            sensors: &self.sensors,
+            cities: &self.cities,
             late: self.counts.late_readings,
         }
     }

@@ -815,7 +815,6 @@ fn traffic_sensor(
     let ok = c.ratio() >= 0.75;
     let flow = traffic::flow_veh_h(a.veh, a.secs).filter(|_| ok);
     let speed = (a.veh_with_speed > 0.0).then(|| a.veh_speed / a.veh_with_speed);
-    let free = free_flow(def, s, info);
     let mut o = Out::new("", None, c);
     o.aux = [a.veh, a.veh_speed, a.veh_with_speed];
     match def.function {
@@ -827,6 +826,8 @@ fn traffic_sensor(
             o.value = speed.filter(|_| ok);
         }
         Function::CongestionLevel | Function::TravelTimeIndex => {
+            // Only these need the free-flow speed (learning it sorts the night speeds).
+            let free = free_flow(def, s, info);
             let (Some(v), Some((vf, source))) = (speed.filter(|_| ok), free) else {
                 let o = o.text(
                     "free_flow",

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::indicators::catalog::Catalog;
-use crate::indicators::engine::{Engine, EngineSettings, Snapshot};
+use crate::indicators::engine::{Engine, EngineSettings, Snapshot, SnapshotRef};
 use crate::indicators::value::IndicatorValue;
 use crate::ingest::mqtt::now_ns;
 use crate::pipeline::Batch;
@@ -95,12 +95,20 @@ impl Outlet for NoOutlet {
 const STALENESS_EVERY: Duration = Duration::from_secs(60);
 
 /// The snapshot as stored.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct Stored {
     /// Every batch up to this seq is in the state.
     seq: u64,
     catalog_version: String,
     engine: Snapshot,
+}
+
+/// The same, written from borrowed state.
+#[derive(Serialize)]
+struct StoredRef<'a> {
+    seq: u64,
+    catalog_version: &'a str,
+    engine: SnapshotRef<'a>,
 }
 
 fn snapshot_path(dir: &Path) -> PathBuf {
@@ -132,7 +140,7 @@ pub fn load_snapshot(dir: &Path, catalog: &Catalog) -> Option<(u64, Snapshot)> {
     }
 }
 
-fn write_snapshot(dir: &Path, stored: &Stored) -> std::io::Result<()> {
+fn write_snapshot(dir: &Path, stored: &StoredRef<'_>) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = dir.join("indicators.state.tmp");
     let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
@@ -200,15 +208,17 @@ pub async fn run(
                 Ok(Some(group)) => {
                     failures = 0;
                     let now = now_ns();
-                    for b in &group {
-                        read_seq = read_seq.max(b.seq);
-                        if b.seq <= done_seq {
-                            continue;
+                    heavy(|| {
+                        for b in &group {
+                            read_seq = read_seq.max(b.seq);
+                            if b.seq <= done_seq {
+                                continue;
+                            }
+                            for r in &b.readings {
+                                engine.add(r, now);
+                            }
                         }
-                        for r in &b.readings {
-                            engine.add(r, now);
-                        }
-                    }
+                    });
                 }
                 Ok(None) => closed = true,
                 Err(e) => {
@@ -227,7 +237,8 @@ pub async fn run(
             engine.set_registry(now_in_force.clone());
             in_force = now_in_force;
         }
-        let values = engine.advance(now_ns());
+        // A day's close at 100,000 sensors takes ~2 s (benches/README.md): off the async workers.
+        let values = heavy(|| engine.advance(now_ns()));
         if !values.is_empty() {
             emitted.increment(values.len() as u64);
             for chunk in values.chunks(VALUES_PER_BATCH) {
@@ -256,7 +267,7 @@ pub async fn run(
         if closed || tokio::time::Instant::now() >= checkpoint_at {
             done_seq = done_seq.max(read_seq);
             if checkpoint(
-                &mut engine,
+                &engine,
                 &catalog,
                 &settings.spool_dir,
                 done_seq,
@@ -276,39 +287,41 @@ pub async fn run(
     progress.finished.store(true, Ordering::Release);
 }
 
+/// Runs CPU-heavy engine work where it does not starve the runtime's other tasks (ingest, acks,
+/// sinks): `block_in_place` on the multi-threaded runtime, inline on a current-thread one.
+fn heavy<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// Writes the snapshot (covering `seq`), then moves the cursor to it.
 async fn checkpoint(
-    engine: &mut Engine,
+    engine: &Engine,
     catalog: &Catalog,
     dir: &Path,
     seq: u64,
     reader: &mut SpoolReader,
 ) -> bool {
-    let stored = Stored {
+    let stored = StoredRef {
         seq,
-        catalog_version: catalog.version.clone(),
+        catalog_version: &catalog.version,
         engine: engine.snapshot(),
     };
-    let dir = dir.to_path_buf();
     let started = std::time::Instant::now();
-    match tokio::task::spawn_blocking(move || write_snapshot(&dir, &stored)).await {
-        Ok(Ok(())) => {
-            metrics::histogram!("qala_indicator_checkpoint_seconds")
-                .record(started.elapsed().as_secs_f64());
-            match reader.commit_cursor(seq, true).await {
-                Ok(()) => true,
-                Err(e) => {
-                    tracing::warn!(error = %e, "indicator cursor not written");
-                    false
-                }
-            }
-        }
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "indicator state not written; the cursor stays");
-            false
-        }
+    // Written from the engine's own state, without a copy, off the async workers.
+    if let Err(e) = heavy(|| write_snapshot(dir, &stored)) {
+        tracing::warn!(error = %e, "indicator state not written; the cursor stays");
+        return false;
+    }
+    metrics::histogram!("qala_indicator_checkpoint_seconds")
+        .record(started.elapsed().as_secs_f64());
+    match reader.commit_cursor(seq, true).await {
+        Ok(()) => true,
         Err(e) => {
-            tracing::warn!(error = %e, "indicator checkpoint task failed");
+            tracing::warn!(error = %e, "indicator cursor not written");
             false
         }
     }

@@ -151,7 +151,7 @@ impl SensorState {
 
     /// The bucket of `hour`, created in order when missing.
     fn bucket_mut(&mut self, hour: i64) -> &mut Bucket {
-        let at = match self.buckets.binary_search_by_key(&hour, |b| b.hour) {
+        let at = match self.find(hour) {
             Ok(i) => i,
             Err(i) => {
                 self.buckets.insert(i, Bucket::new(hour));
@@ -162,10 +162,18 @@ impl SensorState {
     }
 
     pub fn bucket(&self, hour: i64) -> Option<&Bucket> {
-        self.buckets
-            .binary_search_by_key(&hour, |b| b.hour)
-            .ok()
-            .map(|i| &self.buckets[i])
+        self.find(hour).ok().map(|i| &self.buckets[i])
+    }
+
+    /// Where `hour`'s bucket is (Ok) or goes (Err). Readings and windows are mostly the newest
+    /// hour: the last bucket is looked at first, which spares a binary search's cache misses.
+    fn find(&self, hour: i64) -> Result<usize, usize> {
+        let n = self.buckets.len();
+        match self.buckets.back() {
+            Some(b) if b.hour == hour => Ok(n - 1),
+            Some(b) if b.hour < hour => Err(n),
+            _ => self.buckets.binary_search_by_key(&hour, |b| b.hour),
+        }
     }
 
     /// Buckets of hours [from, to), in order.
