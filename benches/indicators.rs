@@ -458,6 +458,18 @@ fn main() {
             b / 1024
         );
     }
+    // The restart snapshot the engine's task writes every checkpoint_interval (CBOR).
+    let t = std::time::Instant::now();
+    let mut snap = Vec::new();
+    match ciborium::into_writer(&engine.snapshot(), &mut snap) {
+        Ok(()) => println!(
+            "| restart snapshot (CBOR) after {hours} h: size, time to encode | {:.1} MiB, {:.0} ms |",
+            snap.len() as f64 / (1 << 20) as f64,
+            secs(t.elapsed()) * 1e3
+        ),
+        Err(e) => println!("| restart snapshot | failed: {e} |"),
+    }
+    drop(snap);
     let c = engine.counts();
     println!(
         "| late readings, re-emitted windows | {}, {} |",
