@@ -5,6 +5,7 @@
 //!
 //!   cargo bench --bench e2e                    # 50,000 messages per scenario
 //!   cargo bench --bench e2e -- --messages 200000 --only embedded
+//!   cargo bench --bench e2e -- --indicators off   # without the indicator engine
 //!
 //! Servers are started like the tests start them (tests/common): free loopback ports, temp
 //! dirs, stopped by PID. Needs mosquitto and victoria-metrics (scripts/test.sh installs them).
@@ -61,6 +62,8 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(4);
     let only = arg("--only");
+    // `--indicators off`: the gateway without its indicator engine (to measure what it costs).
+    let indicators = arg("--indicators").as_deref() != Some("off");
     let sc = |name, broker, victoria, sessions, pack| Scenario {
         name,
         broker,
@@ -127,7 +130,7 @@ fn main() {
         only.as_deref()
             .is_none_or(|o| s.name.to_lowercase().contains(&o.to_lowercase()))
     }) {
-        let out = rt.block_on(run(s, messages, publishers));
+        let out = rt.block_on(run(s, messages, publishers, indicators));
         println!(
             "| {} | {:.0} | {:.0} | {:.2} | {} | {} | {} |",
             s.name,
@@ -147,7 +150,7 @@ fn ms(v: Option<f64>) -> String {
         .unwrap_or_else(|| "–".into())
 }
 
-async fn run(s: &Scenario, messages: u64, publishers: usize) -> Outcome {
+async fn run(s: &Scenario, messages: u64, publishers: usize, indicators: bool) -> Outcome {
     let dir = tempfile::tempdir().expect("temp dir");
     let mosquitto = match s.broker {
         Broker::Mosquitto { window } => {
@@ -174,6 +177,7 @@ async fn run(s: &Scenario, messages: u64, publishers: usize) -> Outcome {
     settings.spool.dir = dir.path().join("spool");
     settings.sqlite.synchronous = s.sync;
     settings.http.listen = "127.0.0.1:0".into();
+    settings.indicators.enabled = indicators;
     if let Some(vm) = &victoria {
         settings.influxdb.enabled = true;
         settings.influxdb.url = vm.url();
