@@ -503,7 +503,7 @@ impl Engine {
         }
         // Sensor values, kept for combining: district → component → (out, role).
         let mut by_district: BTreeMap<&str, Vec<(Out, Role)>> = BTreeMap::new();
-        let mut expected: BTreeMap<&str, u32> = BTreeMap::new();
+        let mut expected: BTreeMap<(&str, Kind), u32> = BTreeMap::new();
         for &(i, info) in &census.seen {
             let s = &self.sensors[i];
             if !def.inputs.kinds.contains(&s.kind) {
@@ -527,14 +527,26 @@ impl Engine {
                     .push((o, role));
             }
         }
-        // Sensors expected per district: the registered ones of the kinds read.
+        // Sensors expected per district and kind: the registered ones of the kinds read.
         for (info, kind, _) in &census.registered {
             // Consumption sums consumers; a district's input meter is its own series.
             let counted = def.function != Function::Consumption || info.role == Role::Consumer;
-            if counted && kind.is_some_and(|k| def.inputs.kinds.contains(&k)) {
-                *expected.entry(info.district.as_str()).or_default() += 1;
+            if let Some(k) = kind.filter(|k| counted && def.inputs.kinds.contains(k)) {
+                *expected.entry((info.district.as_str(), k)).or_default() += 1;
             }
         }
+        // A component's expected sensors: consumption's components are meter kinds; the other
+        // functions' components (pollutants) are read from every kind they read.
+        let expected_for = |district: Option<&str>, component: &str| -> u32 {
+            expected
+                .iter()
+                .filter(|((d, k), _)| {
+                    district.is_none_or(|x| x == *d)
+                        && (def.function != Function::Consumption || k.as_str() == component)
+                })
+                .map(|(_, n)| *n)
+                .sum()
+        };
         let mut city_members: Vec<(Out, Role)> = Vec::new();
         for (district, members) in &by_district {
             let mut components: BTreeMap<&str, Vec<(&Out, Role)>> = BTreeMap::new();
@@ -544,8 +556,8 @@ impl Engine {
                     .or_default()
                     .push((o, *r));
             }
-            for group in components.values() {
-                let exp = expected.get(district).copied().unwrap_or(0);
+            for (component, group) in &components {
+                let exp = expected_for(Some(district), component);
                 if let Some(o) = evaluate::combine(&self.catalog, def, group, exp) {
                     if def.scopes.contains(&Scope::District) {
                         out.push(value(Scope::District, def.sphere, district, "", o.clone()));
@@ -562,8 +574,8 @@ impl Engine {
                     .or_default()
                     .push((o, *r));
             }
-            let exp: u32 = expected.values().sum();
-            for group in components.values() {
+            for (component, group) in &components {
+                let exp = expected_for(None, component);
                 if let Some(o) = evaluate::combine(&self.catalog, def, group, exp) {
                     out.push(value(Scope::City, def.sphere, "", "", o));
                 }
@@ -1430,5 +1442,84 @@ mod tests {
             .value
             .unwrap_or(0.0);
         assert!((m - (17.0 * -10.0 - 4.0) / 18.0).abs() < 1e-9, "{m}");
+    }
+
+    #[test]
+    fn a_rollover_is_counted_a_reset_makes_the_window_unknown_and_kinds_are_counted_apart() {
+        // Two water meters and a gas meter, one district, hourly from 23:00 the day before.
+        // Meter r (five digits: top 100,000 m³) rolls over between 11:00 and 12:00 local.
+        // Meter z is replaced: 491.0 → 3.0 at 12:00; its 12:00 hour and its day are unknown.
+        let mut r = info("r", "d", "water", Sphere::HousingUtilities, 3600);
+        r.register_max = Some(100_000.0);
+        let z = info("z", "d", "water", Sphere::HousingUtilities, 3600);
+        let g = info("g", "d", "gas", Sphere::HousingUtilities, 3600);
+        let mut e = engine(vec![r, z, g]);
+        for k in -1..24i64 {
+            let t = DAY0 + k * 60 * MIN;
+            let rv = if k < 12 {
+                99_987.0 + k as f64
+            } else {
+                (k - 12) as f64 + 0.5
+            };
+            let zv = if k < 12 {
+                480.0 + k as f64
+            } else {
+                3.0 + (k - 12) as f64
+            };
+            e.add(&reading("r", "d", Kind::Water, t, &[("volume", rv)]), 0);
+            e.add(&reading("z", "d", Kind::Water, t, &[("volume", zv)]), 0);
+            e.add(
+                &reading("g", "d", Kind::Gas, t, &[("volume", 10.0 + k as f64)]),
+                0,
+            );
+        }
+        let v = close(&mut e, DAY0 + 24 * 60 * MIN);
+        let v: Vec<IndicatorValue> = v
+            .into_iter()
+            .filter(|x| x.window_start_ns >= DAY0)
+            .collect();
+        let hour = |id: &str, h: i64| {
+            v.iter()
+                .find(|x| {
+                    x.indicator == "consumption"
+                        && x.sensor_id == id
+                        && x.window == "1h"
+                        && x.window_start_ns == DAY0 + h * 60 * MIN
+                })
+                .map(|x| (x.value, x.details.clone()))
+        };
+        // r at 12:00: from 99,998.0 (11:00) over the top to 0.5 = 2.5 m³, flagged rollover.
+        let (rv, rd) = hour("r", 12).unwrap_or((None, Vec::new()));
+        assert!(rv.is_some_and(|c| (c - 2.5).abs() < 1e-9), "{rv:?}");
+        assert!(rd.contains(&("flag".into(), Detail::Text("rollover".into()))));
+        // z at 12:00: 491.0 → 3.0 is a reset: invalid, flagged.
+        let (zv, zd) = hour("z", 12).unwrap_or((Some(0.0), Vec::new()));
+        assert_eq!(zv, None);
+        assert!(zd.contains(&("flag".into(), Detail::Text("reset".into()))));
+        let day = |id: &str| {
+            v.iter()
+                .find(|x| x.indicator == "consumption" && x.sensor_id == id && x.window == "24h")
+                .and_then(|x| x.value)
+        };
+        // The day of r: 99,986 (23:00 the day before) → 99,998 (11:00) = 12, across the top 2.5,
+        // then 0.5 → 11.5 (23:00) = 11: 25.5 m³. Of z: unknown.
+        assert!(
+            day("r").is_some_and(|c| (c - 25.5).abs() < 1e-9),
+            "{:?}",
+            day("r")
+        );
+        assert_eq!(day("z"), None);
+        // The district's water sum expects the 2 water meters, not the gas meter: 1 of 2 valid
+        // (50 %, below 90 %): invalid, and it says 1/2.
+        let w = one(&v, "consumption", Scope::District, "water", "24h");
+        assert_eq!(
+            (w.value, w.completeness.to_string()),
+            (None, "1/2 sensors".into())
+        );
+        let gd = one(&v, "consumption", Scope::District, "gas", "24h");
+        assert_eq!(
+            (gd.value, gd.completeness.to_string()),
+            (Some(24.0), "1/1 sensors".into())
+        );
     }
 }

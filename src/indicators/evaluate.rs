@@ -659,8 +659,9 @@ fn level_out(
 
 /// Consumption over the span from the register: the last reading in the span minus the last
 /// reading before it, through every bucket between (so resets and rollovers inside are seen).
-/// Valid when the span's ends are bracketed: a reading before it within one expected interval
-/// (at least an hour) of its start, and one within the same of its end.
+/// Valid when the span's ends are bracketed (a reading before it within one expected interval,
+/// at least an hour, of its start, and one within the same of its end) and no reset lies in it
+/// (a rollover of a register of known size is exact; a reset is flagged and leaves it unknown).
 pub fn consumption(
     s: &SensorState,
     info: Option<&SensorInfo>,
@@ -702,7 +703,9 @@ pub fn consumption(
     }
     let bracket_end = last_t >= span.end_ns() - slack;
     let c = Completeness::new(readings.min(expected), expected, "readings");
-    let valid = bracket_start && bracket_end;
+    // Across a reset (a register that went down, not a rollover) the consumption is unknown:
+    // what the old register counted after its last reading is gone. Flagged, and invalid.
+    let valid = bracket_start && bracket_end && !flags.contains(&"reset");
     (valid.then_some(total), c, flags)
 }
 
