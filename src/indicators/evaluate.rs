@@ -105,6 +105,18 @@ pub fn hour_mean(b: Option<&Bucket>, slot: u8, per_hour: u32) -> Option<f64> {
     (m.n >= need).then(|| m.mean()).flatten()
 }
 
+/// The unit of a value whose component is a meter kind (`water` → `m³`), for the consumption
+/// functions; per capita: per person per day. None: the catalog's unit stands.
+pub fn component_unit(f: Function, component: &str) -> Option<String> {
+    let kind: Kind = component.parse().ok()?;
+    let metric = crate::normalize::catalog::lookup(kind, register_metric(kind))?;
+    match f {
+        Function::Consumption | Function::DistrictLosses => Some(metric.unit.to_owned()),
+        Function::ConsumptionPerCapita => Some(format!("{}/person/day", metric.unit)),
+        _ => None,
+    }
+}
+
 /// The register metric of a meter kind.
 pub fn register_metric(kind: Kind) -> &'static str {
     match kind {
@@ -531,7 +543,12 @@ pub fn sensor(
         }
         Function::NightFlowMin => {
             let (mnf, points) = night_flow(s, span);
-            if points == 0 {
+            // A meter that reported but too seldom for quarter-hour flows gets an invalid value
+            // that says so (e.g. 0/96 points for an hourly meter).
+            if points == 0
+                && s.range(span.first_hour, span.end_hour())
+                    .all(|b| b.meter.is_none())
+            {
                 return Vec::new();
             }
             let legit = def.params.legit_night_use.unwrap_or(0.0);
