@@ -790,6 +790,13 @@ impl Settings {
         };
         mask(&mut s.mqtt.password);
         mask(&mut s.influxdb.token);
+        // A webhook URL often carries its secret in the path or query: show the origin only.
+        if let Some(u) = &mut s.alerts.webhook_url {
+            *u = match url::Url::parse(u) {
+                Ok(parsed) => format!("{}/********", parsed.origin().ascii_serialization()),
+                Err(_) => "********".into(),
+            };
+        }
         toml::to_string_pretty(&s).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
 }
@@ -1149,6 +1156,20 @@ mod tests {
         let shown = s.to_masked_toml();
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(shown.contains("token = \"********\""), "{shown}");
+        let hook = load_str(
+            "[alerts]\nwebhook_url = \"https://hooks.example.kz/services/T0/B0/s3cretpath?key=k3y\"\n",
+            &[],
+        )
+        .expect("valid");
+        let shown_hook = hook.to_masked_toml();
+        assert!(
+            !shown_hook.contains("s3cret") && !shown_hook.contains("k3y"),
+            "{shown_hook}"
+        );
+        assert!(
+            shown_hook.contains("webhook_url = \"https://hooks.example.kz/********\""),
+            "{shown_hook}"
+        );
         let e = err_of(&format!("{toml}token = \"t\"\n"), &[]);
         assert!(
             e.contains("set only one of influxdb.token and influxdb.token_file"),
