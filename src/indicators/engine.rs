@@ -1651,4 +1651,71 @@ mod tests {
         assert!(at("pdk_multiple", 9).is_empty() && at("pdk_multiple", 10).is_empty());
         assert_eq!(at("us_aqi_nowcast", 9).len(), 1);
     }
+
+    #[test]
+    fn a_snapshot_round_trip_gives_the_same_values() {
+        let fill = |e: &mut Engine| {
+            for k in 0..36i64 {
+                let t = DAY0 + k * 20 * MIN;
+                e.add(
+                    &reading(
+                        "st1",
+                        "c",
+                        Kind::Air,
+                        t,
+                        &[("pm2_5", 10.0 + k as f64), ("no2", 40.0)],
+                    ),
+                    0,
+                );
+                e.add(
+                    &reading(
+                        "w1",
+                        "c",
+                        Kind::Water,
+                        t,
+                        &[("volume", 5.0 + 0.1 * k as f64)],
+                    ),
+                    0,
+                );
+                e.add(
+                    &reading(
+                        "l1",
+                        "c",
+                        Kind::Traffic,
+                        t,
+                        &[("volume", 20.0), ("interval", 1200.0), ("speed", 40.0)],
+                    ),
+                    0,
+                );
+            }
+        };
+        let mut a = engine(vec![]);
+        fill(&mut a);
+        let mut bytes = Vec::new();
+        ciborium::into_writer(&a.snapshot(), &mut bytes).unwrap_or_else(|e| panic!("{e}"));
+        let snap: Snapshot =
+            ciborium::from_reader(bytes.as_slice()).unwrap_or_else(|e| panic!("{e}"));
+        let mut b = engine(vec![]);
+        b.restore(snap);
+        let key = |v: Vec<IndicatorValue>| {
+            let mut k: Vec<String> = v
+                .iter()
+                .map(|x| {
+                    format!(
+                        "{} {} {:?} {}",
+                        x.series_key(),
+                        x.window_start_ns,
+                        x.value,
+                        x.completeness
+                    )
+                })
+                .collect();
+            k.sort();
+            k
+        };
+        let va = key(close(&mut a, DAY0 + 24 * 60 * MIN));
+        let vb = key(close(&mut b, DAY0 + 24 * 60 * MIN));
+        assert!(va.len() > 50, "{}", va.len());
+        assert_eq!(va, vb);
+    }
 }

@@ -18,16 +18,23 @@ pub fn hour_of(t_ns: i64) -> i64 {
     t_ns.div_euclid(HOUR_NS)
 }
 
-/// One metric's aggregate within an hour.
+/// One metric's aggregate within an hour. (Fields are renamed to one or two letters in the
+/// engine's snapshot: there are millions of them.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricAgg {
     /// Index into the engine's metric slots.
+    #[serde(rename = "s")]
     pub slot: u8,
+    #[serde(rename = "n")]
     pub n: u32,
+    #[serde(rename = "u")]
     pub sum: f64,
+    #[serde(rename = "l")]
     pub min: f64,
+    #[serde(rename = "h")]
     pub max: f64,
     /// One-off values above 1, 5, 10, 20 × ПДК м.р. (air metrics with a norm).
+    #[serde(rename = "a")]
     pub above: [u16; 4],
 }
 
@@ -41,12 +48,16 @@ impl MetricAgg {
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct TrafficAgg {
     /// Vehicles counted.
+    #[serde(rename = "v")]
     pub veh: f64,
     /// Seconds of counting covered by the intervals received.
+    #[serde(rename = "t")]
     pub secs: f64,
     /// Σ vehicles × interval speed, over intervals that carry a speed...
+    #[serde(rename = "s")]
     pub veh_speed: f64,
     /// ...and their vehicles.
+    #[serde(rename = "w")]
     pub veh_with_speed: f64,
 }
 
@@ -54,27 +65,40 @@ pub struct TrafficAgg {
 /// alarm, and (water) the last register of each quarter hour for the minimum night flow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MeterAgg {
+    #[serde(rename = "ft")]
     pub first_t: i64,
+    #[serde(rename = "fv")]
     pub first_v: f64,
+    #[serde(rename = "lt")]
     pub last_t: i64,
+    #[serde(rename = "lv")]
     pub last_v: f64,
+    #[serde(rename = "a", default, skip_serializing_if = "std::ops::Not::not")]
     pub alarm: bool,
     /// Last register in each quarter (NaN: none); water only.
+    #[serde(rename = "q", default, skip_serializing_if = "Option::is_none")]
     pub quarters: Option<[f64; 4]>,
     /// Device time of each quarter's last register (so out-of-order readings keep the latest).
+    #[serde(rename = "qt", default, skip_serializing_if = "Option::is_none")]
     pub quarter_t: Option<[i64; 4]>,
 }
 
 /// What a sensor sent in one event-time hour.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Bucket {
+    #[serde(rename = "h")]
     pub hour: i64,
     /// Readings (points) received for the hour.
+    #[serde(rename = "c")]
     pub count: u32,
     /// Latest device time in the hour.
+    #[serde(rename = "t")]
     pub max_t: i64,
+    #[serde(rename = "m")]
     pub metrics: Vec<MetricAgg>,
+    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
     pub traffic: Option<TrafficAgg>,
+    #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
     pub meter: Option<MeterAgg>,
 }
 
