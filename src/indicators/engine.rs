@@ -754,19 +754,55 @@ impl Engine {
             inputs: u32,
             inputs_valid: u32,
         }
+        impl Tally {
+            /// Counts one meter: registered or not, its role, whether it reported in the
+            /// window, its consumption (None: unknown) and the people it serves.
+            fn add(
+                &mut self,
+                registered: bool,
+                role: Role,
+                reported: bool,
+                consumed: Option<f64>,
+                population: Option<u32>,
+            ) {
+                self.registered += u32::from(registered);
+                self.reporting += u32::from(reported);
+                match role {
+                    Role::Consumer => {
+                        self.consumers += 1;
+                        if let Some(c) = consumed {
+                            self.consumers_valid += 1;
+                            self.consumed += c;
+                            if let Some(p) = population {
+                                self.population += f64::from(p);
+                                self.consumers_with_population += 1;
+                            }
+                        }
+                    }
+                    Role::DistrictInput => {
+                        self.inputs += 1;
+                        if let Some(c) = consumed {
+                            self.inputs_valid += 1;
+                            self.input = Some(self.input.unwrap_or(0.0) + c);
+                        }
+                    }
+                }
+            }
+        }
+        // Per (kind, district), and per kind for the city, counted in the same pass.
         let mut tally: BTreeMap<(Kind, String), Tally> = BTreeMap::new();
+        let mut city_t: BTreeMap<Kind, Tally> = BTreeMap::new();
         // Devices: registered ones; where nothing is registered, those seen.
-        let mut devices: Vec<(Option<&SensorInfo>, Option<&SensorState>, Kind, String)> =
-            Vec::new();
+        let mut devices: Vec<(Option<&SensorInfo>, Option<&SensorState>, Kind, &str)> = Vec::new();
         if census.registered.is_empty() {
             for &(i, _) in &census.seen {
                 let s = &self.sensors[i];
-                devices.push((None, Some(s), s.kind, s.district.clone()));
+                devices.push((None, Some(s), s.kind, s.district.as_str()));
             }
         } else {
             for &(info, kind, s) in &census.registered {
                 if let Some(k) = kind {
-                    devices.push((Some(info), s, k, info.district.clone()));
+                    devices.push((Some(info), s, k, info.district.as_str()));
                 }
             }
         }
@@ -774,34 +810,18 @@ impl Engine {
             if !def.inputs.kinds.contains(&kind) {
                 continue;
             }
-            let t = tally.entry((kind, district)).or_default();
-            t.registered += u32::from(info.is_some());
             let role = info.map_or(Role::Consumer, |i| i.role);
             let reported = s.is_some_and(|s| {
                 s.range(span.first_hour, span.end_hour())
                     .any(|b| b.count > 0)
             });
-            t.reporting += u32::from(reported);
             let consumed = s.and_then(|s| evaluate::consumption(s, info, span).0);
-            match role {
-                Role::Consumer => {
-                    t.consumers += 1;
-                    if let Some(c) = consumed {
-                        t.consumers_valid += 1;
-                        t.consumed += c;
-                        if let Some(p) = info.and_then(|i| i.population) {
-                            t.population += f64::from(p);
-                            t.consumers_with_population += 1;
-                        }
-                    }
-                }
-                Role::DistrictInput => {
-                    t.inputs += 1;
-                    if let Some(c) = consumed {
-                        t.inputs_valid += 1;
-                        t.input = Some(t.input.unwrap_or(0.0) + c);
-                    }
-                }
+            let population = info.and_then(|i| i.population);
+            for t in [
+                tally.entry((kind, district.to_owned())).or_default(),
+                city_t.entry(kind).or_default(),
+            ] {
+                t.add(info.is_some(), role, reported, consumed, population);
             }
         }
         let factor = def.params.factor.unwrap_or(1.0);
@@ -860,25 +880,11 @@ impl Engine {
             }
         };
         let mut out = Vec::new();
-        let mut city_t: BTreeMap<Kind, Tally> = BTreeMap::new();
-        for ((kind, district), t) in &tally {
-            if def.scopes.contains(&Scope::District) {
+        if def.scopes.contains(&Scope::District) {
+            for ((kind, district), t) in &tally {
                 let mut o = eval(t, *kind);
                 o.level = o.value.and_then(|v| def.level_of(v));
                 out.push((Scope::District, district.clone(), o));
-            }
-            let c = city_t.entry(*kind).or_default();
-            c.registered += t.registered;
-            c.reporting += t.reporting;
-            c.consumers += t.consumers;
-            c.consumers_valid += t.consumers_valid;
-            c.consumed += t.consumed;
-            c.population += t.population;
-            c.consumers_with_population += t.consumers_with_population;
-            c.inputs += t.inputs;
-            c.inputs_valid += t.inputs_valid;
-            if let Some(i) = t.input {
-                c.input = Some(c.input.unwrap_or(0.0) + i);
             }
         }
         if def.scopes.contains(&Scope::City) {
@@ -891,7 +897,6 @@ impl Engine {
         out
     }
 
-    /// The state a restart needs.
     /// The state a restart needs, borrowed (serialises like [`Snapshot`]).
     pub fn snapshot(&self) -> SnapshotRef<'_> {
         SnapshotRef {

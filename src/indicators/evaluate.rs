@@ -913,16 +913,12 @@ pub fn combine(
     expected: u32,
 ) -> Option<Out> {
     let component = members.first()?.0.component.clone();
-    let consumers: Vec<&Out> = members
+    // Consumption sums the consumers (a district's input meter is its own series).
+    let pool: Vec<&Out> = members
         .iter()
-        .filter(|(_, r)| *r == Role::Consumer)
+        .filter(|(_, r)| def.function != Function::Consumption || *r == Role::Consumer)
         .map(|(o, _)| *o)
         .collect();
-    let all: Vec<&Out> = members.iter().map(|(o, _)| *o).collect();
-    let pool = match def.function {
-        Function::Consumption => &consumers,
-        _ => &all,
-    };
     let valid: Vec<&Out> = pool.iter().copied().filter(|o| o.value.is_some()).collect();
     let expected = expected.max(pool.len() as u32);
     let c = Completeness::new(valid.len() as u32, expected, "sensors");
